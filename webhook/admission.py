@@ -1,0 +1,180 @@
+"""AdmissionReview in and out (pure).
+
+``parse_review`` checks only what the decision needs and raises ``MalformedReview`` (an HTTP 400)
+for anything else. ``response`` turns a decision into the ``admission.k8s.io/v1`` answer, within
+the API server's limits on warnings and audit annotations.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+API_VERSION = "admission.k8s.io/v1"
+OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+# kubectl prints each warning on one line; the API server advises 120 characters or fewer per
+# warning and drops what goes past 4096 characters in all.
+WARNING_MAX = 120
+WARNINGS_TOTAL_MAX = 4096
+# The status message is shown whole by kubectl; past this it stops being readable, and the full
+# list is in the audit record anyway.
+MESSAGE_MAX = 3000
+
+
+class MalformedReview(ValueError):
+    """A body that is not an admission.k8s.io/v1 AdmissionReview request we can answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    uid: str
+    operation: str
+    namespace: str
+    name: str  # "" for a CREATE with generateName, before the API server picks a name
+    generate_name: str
+    user: str
+    groups: tuple[str, ...]
+    dry_run: bool
+    group: str
+    kind: str
+    version: str  # the version the client used (requestKind), v1, v1beta1 or v1alpha3
+    object: Mapping[str, Any] | None
+    old_object: Mapping[str, Any] | None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or (self.generate_name + "*" if self.generate_name else "")
+
+
+def parse_review(review: object) -> AdmissionRequest:
+    if not isinstance(review, dict):
+        raise MalformedReview("body must be a JSON object (an AdmissionReview)")
+    api_version = review.get("apiVersion")
+    if api_version != API_VERSION:
+        raise MalformedReview(f"apiVersion must be {API_VERSION}, got {api_version!r}")
+    if review.get("kind") != "AdmissionReview":
+        raise MalformedReview(f"kind must be AdmissionReview, got {review.get('kind')!r}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise MalformedReview("request is missing or not an object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise MalformedReview("request.uid is missing")
+    operation = request.get("operation")
+    if operation not in OPERATIONS:
+        raise MalformedReview(
+            f"request.operation must be one of {sorted(OPERATIONS)}, got {operation!r}"
+        )
+    obj = request.get("object")
+    old = request.get("oldObject")
+    if obj is not None and not isinstance(obj, dict):
+        raise MalformedReview("request.object must be an object")
+    if old is not None and not isinstance(old, dict):
+        raise MalformedReview("request.oldObject must be an object")
+    if operation in ("CREATE", "UPDATE") and obj is None:
+        raise MalformedReview(f"request.object is required for {operation}")
+    kind_info = request.get("requestKind") or request.get("kind")
+    if not isinstance(kind_info, dict):
+        raise MalformedReview("request.kind is missing")
+    subject = obj if obj is not None else old
+    meta = subject.get("metadata") if subject is not None else None
+    meta = meta if isinstance(meta, dict) else {}
+    namespace = request.get("namespace") or meta.get("namespace") or ""
+    name = request.get("name") or meta.get("name") or ""
+    generate_name = meta.get("generateName") or ""
+    user_info = request.get("userInfo")
+    user_info = user_info if isinstance(user_info, dict) else {}
+    user = user_info.get("username")
+    groups = user_info.get("groups")
+    for field, value in (("namespace", namespace), ("name", name), ("generateName", generate_name)):
+        if not isinstance(value, str):
+            raise MalformedReview(f"request {field} must be a string")
+    return AdmissionRequest(
+        uid=uid,
+        operation=operation,
+        namespace=namespace,
+        name=name,
+        generate_name=generate_name,
+        user=user if isinstance(user, str) else "",
+        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
+        dry_run=request.get("dryRun") is True,
+        group=str(kind_info.get("group", "")),
+        kind=str(kind_info.get("kind", "")),
+        version=str(kind_info.get("version", "")),
+        object=obj,
+        old_object=old,
+    )
+
+
+def peek_uid(review: object) -> str:
+    """The uid of a review, if there is one to echo, even when the rest is malformed."""
+    if isinstance(review, dict):
+        request = review.get("request")
+        if isinstance(request, dict):
+            uid = request.get("uid")
+            if isinstance(uid, str):
+                return uid
+    return ""
+
+
+def fit_warnings(warnings: Sequence[str]) -> list[str]:
+    """Warnings shortened to the API server's limits, with a last one that counts the rest."""
+    fitted: list[str] = []
+    total = 0
+    for i, text in enumerate(warnings):
+        line = text if len(text) <= WARNING_MAX else text[: WARNING_MAX - 3] + "..."
+        left = len(warnings) - i
+        reserve = 40 if left > 1 else 0  # room for the "and N more" line
+        if total + len(line) + reserve > WARNINGS_TOTAL_MAX:
+            fitted.append(f"... and {left} more (see the audit log)")
+            break
+        fitted.append(line)
+        total += len(line)
+    return fitted
+
+
+def fit_message(messages: Sequence[str]) -> str:
+    text = "; ".join(messages)
+    if len(text) <= MESSAGE_MAX:
+        return text
+    kept: list[str] = []
+    size = 0
+    for i, message in enumerate(messages):
+        if size + len(message) + 2 > MESSAGE_MAX - 60:
+            kept.append(f"... and {len(messages) - i} more (see the audit log)")
+            break
+        kept.append(message)
+        size += len(message) + 2
+    return "; ".join(kept)
+
+
+def response(
+    uid: str,
+    *,
+    allowed: bool,
+    message: str = "",
+    code: int = 403,
+    warnings: Sequence[str] = (),
+    audit_annotations: Mapping[str, str] | None = None,
+    patch: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An admission.k8s.io/v1 AdmissionReview response."""
+    body: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        body["status"] = {
+            "code": code,
+            "reason": "Forbidden" if code == 403 else "InternalError",
+            "message": message,
+        }
+    if warnings:
+        body["warnings"] = fit_warnings(warnings)
+    if audit_annotations:
+        body["auditAnnotations"] = dict(audit_annotations)
+    if patch:
+        body["patchType"] = "JSONPatch"
+        body["patch"] = base64.b64encode(orjson.dumps(list(patch))).decode("ascii")
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": body}

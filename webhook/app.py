@@ -1,0 +1,179 @@
+"""The FastAPI apps: the webhook (HTTPS) and the operations endpoints (plain HTTP) (shell).
+
+``/validate`` and ``/mutate`` are raw ASGI endpoints mounted in the FastAPI router: the body is
+read once, its size and type checked before parsing, parsed once with orjson, judged by the pure
+core and answered with orjson. No request model, no per-request validation beyond what the
+decision reads: FastAPI with a pydantic model serves about a fifth of the requests per second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from webhook import admission, review
+from webhook.audit import admission_record, should_record
+from webhook.metrics import CONTENT_TYPE
+from webhook.runtime import Runtime
+
+log = logging.getLogger("seguard.app")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class AdmissionEndpoint:
+    """POST /validate or /mutate: an AdmissionReview in, an AdmissionReview out."""
+
+    def __init__(self, runtime: Runtime, webhook: str) -> None:
+        self.runtime = runtime
+        self.webhook = webhook
+        self.judge = review.validate if webhook == "validate" else review.mutate
+        metrics = runtime.metrics
+        self._latency = metrics.latency.labels(webhook)
+        self._results = {
+            result: metrics.requests.labels(webhook, result)
+            for result in (review.ALLOWED, review.DENIED, review.WARNED)
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status, body = await self.answer(scope, receive)
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if self.runtime.draining:
+            # Shutting down: finish this answer, and ask the API server to reconnect elsewhere.
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self._latency.observe(time.perf_counter() - started)
+
+    def _refuse(self, status: int, reason: str, message: str) -> tuple[int, bytes]:
+        self.runtime.metrics.rejected_bodies.labels(self.webhook, reason).inc()
+        log.warning("%s: refused a request with %d: %s", self.webhook, status, message)
+        return status, orjson.dumps({"error": message})
+
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        limit = self.runtime.max_body
+        content_type = b""
+        length = -1
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        media = content_type.split(b";", 1)[0].strip().lower()
+        if media != b"application/json":
+            return self._refuse(
+                415,
+                "content_type",
+                f"Content-Type must be application/json, not {media.decode(errors='replace')!r}",
+            )
+        if length > limit:
+            return self._refuse(
+                413, "too_large", f"body of {length} bytes is over the {limit}-byte limit"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return self._refuse(400, "disconnected", "client went away before the body ended")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return self._refuse(413, "too_large", f"body is over the {limit}-byte limit")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._refuse(400, "malformed", f"body is not JSON: {exc}")
+        try:
+            req = admission.parse_review(parsed)
+        except admission.MalformedReview as exc:
+            return self._refuse(
+                400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
+            )
+        return 200, orjson.dumps(self.decide(req))
+
+    def decide(self, req: admission.AdmissionRequest) -> dict[str, Any]:
+        runtime = self.runtime
+        policy = runtime.policy  # read once: a reload may swap it while we work
+        try:
+            verdict = self.judge(req, policy=policy, snapshot=runtime.snapshot)
+        except Exception as exc:
+            # Fail closed: a bug must never turn into an allow.
+            log.exception("%s: internal error judging %s/%s", self.webhook, req.namespace, req.name)
+            runtime.metrics.internal_errors.labels(self.webhook).inc()
+            verdict = review.internal_error(type(exc).__name__)
+        if should_record(verdict):
+            runtime.audit.write(
+                admission_record(
+                    req,
+                    verdict,
+                    webhook=self.webhook,
+                    policy_generation=policy.generation if policy else 0,
+                )
+            )
+        self._results[verdict.result].inc()
+        for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
+            runtime.metrics.findings.labels(self.webhook, finding.code.value, outcome).inc()
+        return verdict.to_response(req.uid)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The HTTPS app: POST /validate and POST /mutate."""
+    app = FastAPI(
+        title="ServiceEntry Guard webhook",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.router.routes.append(
+        Route("/validate", AdmissionEndpoint(runtime, "validate"), methods=["POST"])
+    )
+    app.router.routes.append(
+        Route("/mutate", AdmissionEndpoint(runtime, "mutate"), methods=["POST"])
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def create_ops_app(runtime: Runtime) -> FastAPI:
+    """The plain-HTTP app: /healthz, /readyz and /metrics."""
+    app = FastAPI(
+        title="ServiceEntry Guard operations",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response(b"ok\n", media_type="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ready, details = runtime.readiness()
+        return JSONResponse({"ready": ready, **details}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        runtime.readiness()  # refresh the ready gauge
+        return Response(runtime.metrics.render(), media_type=CONTENT_TYPE)
+
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,233 @@
+"""Certificates: issue a CA and a serving certificate, and build the server's TLS context (shell).
+
+File names follow cert-manager and ``kubernetes.io/tls`` Secrets (``tls.crt``, ``tls.key``,
+``ca.crt``), so a mounted Secret works as it is.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CERT_FILE = "tls.crt"
+KEY_FILE = "tls.key"
+CA_FILE = "ca.crt"
+CA_KEY_FILE = "ca.key"
+# Modern AEAD suites for TLS 1.2; TLS 1.3 suites are fixed by OpenSSL and all modern.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class CertificateError(ValueError):
+    """Certificate material that is missing or cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPair:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def service_dns_names(
+    service: str, namespace: str, cluster_domain: str = "cluster.local"
+) -> list[str]:
+    """The names the API server may use to reach a webhook Service."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{cluster_domain}",
+    ]
+
+
+def issue(
+    *,
+    dns_names: list[str],
+    ip_addresses: list[str] | None = None,
+    days: int = 365,
+    ca_days: int = 3650,
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    now: datetime.datetime | None = None,
+) -> tuple[IssuedPair, IssuedPair]:
+    """A CA (new unless given) and a leaf signed by it: ECDSA P-256, SHA-256.
+
+    Returns (ca, leaf) as PEM pairs.
+    """
+    moment = now or datetime.datetime.now(datetime.UTC)
+    # Clocks of the API server and this pod may differ a little.
+    not_before = moment - datetime.timedelta(minutes=5)
+    if ca is None:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "seguard CA")])
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(moment + datetime.timedelta(days=ca_days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+    else:
+        ca_cert, ca_key = ca
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses or []]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(moment + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pair = IssuedPair(ca_cert.public_bytes(serialization.Encoding.PEM), _key_pem(ca_key))
+    leaf_pair = IssuedPair(leaf.public_bytes(serialization.Encoding.PEM), _key_pem(leaf_key))
+    return ca_pair, leaf_pair
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    # Write beside, then rename: a reader (or the server's reload) never sees half a file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_pairs(
+    out: Path, ca: IssuedPair, leaf: IssuedPair, *, keep_ca_key: bool = True
+) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / CA_FILE, out / CERT_FILE, out / KEY_FILE]
+    _write(out / CA_FILE, ca.cert_pem, 0o644)
+    if keep_ca_key:
+        _write(out / CA_KEY_FILE, ca.key_pem, 0o600)
+        written.append(out / CA_KEY_FILE)
+    # The server presents the leaf and its issuer, so clients that trust the CA verify it.
+    _write(out / KEY_FILE, leaf.key_pem, 0o600)
+    _write(out / CERT_FILE, leaf.cert_pem, 0o644)
+    return written
+
+
+def generate(
+    out: Path,
+    *,
+    service: str = "seguard",
+    namespace: str = "seguard-system",
+    cluster_domain: str = "cluster.local",
+    days: int = 365,
+    ca_days: int = 3650,
+    extra_dns: list[str] | None = None,
+    ip_addresses: list[str] | None = None,
+) -> list[Path]:
+    """``seguard certs generate``: a CA and a serving certificate for the webhook Service."""
+    names = service_dns_names(service, namespace, cluster_domain) + list(extra_dns or [])
+    ca, leaf = issue(dns_names=names, ip_addresses=ip_addresses, days=days, ca_days=ca_days)
+    return write_pairs(out, ca, leaf)
+
+
+def ensure_dev_certs(cert_dir: Path) -> bool:
+    """Make development certificates for localhost when the folder has none. True if made."""
+    if (cert_dir / CERT_FILE).exists() and (cert_dir / KEY_FILE).exists():
+        return False
+    ca, leaf = issue(
+        dns_names=["localhost", *service_dns_names("seguard", "seguard-system")],
+        ip_addresses=["127.0.0.1", "::1"],
+    )
+    write_pairs(cert_dir, ca, leaf)
+    return True
+
+
+def server_context(cert_dir: Path, *, client_ca: Path | None = None) -> ssl.SSLContext:
+    """TLS 1.2 or higher with modern suites; loads tls.crt and tls.key from ``cert_dir``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(TLS12_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    load_pair(context, cert_dir)
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise CertificateError(f"cannot load client CA {client_ca}: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def load_pair(context: ssl.SSLContext, cert_dir: Path) -> None:
+    cert, key = cert_dir / CERT_FILE, cert_dir / KEY_FILE
+    for path in (cert, key):
+        if not path.exists():
+            raise CertificateError(
+                f"{path} does not exist; run `seguard certs generate --out {cert_dir}`"
+            )
+    try:
+        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (OSError, ssl.SSLError) as exc:
+        raise CertificateError(f"cannot load {cert} and {key}: {exc}") from None

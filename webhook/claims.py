@@ -1,0 +1,179 @@
+"""Which hosts does an object claim? One answer for Services and ServiceEntries (pure).
+
+The admission path and the registry sources both call these functions, so a host is normalised
+and judged the same way whether it arrives in an AdmissionReview or from a watch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook import hosts
+from webhook.shapes import type_name as _kind
+
+SERVICE = "Service"
+SERVICE_ENTRY = "ServiceEntry"
+NAMESPACE = "Namespace"
+ISTIO_GROUP = "networking.istio.io"
+# The CRD's maxItems for spec.hosts and spec.ports. The mutating webhook runs before the API server
+# checks the schema, so it can see more; anything above this is refused without further work.
+MAX_HOSTS = 256
+MAX_PORTS = 256
+SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The names one object holds in the registry."""
+
+    kind: str
+    namespace: str
+    name: str
+    hosts: tuple[str, ...]
+    # Service only: the short names Istio adds as route domains (name.ns, name.ns.svc).
+    aliases: tuple[str, ...] = ()
+    export_to: tuple[str, ...] | None = None
+    created: str = ""
+    source: str = ""
+    # Hosts that are not DNS names, as (index, raw value, reason).
+    invalid: tuple[tuple[int, object, str], ...] = ()
+    # Shape problems that make the object unusable (spec not an object, hosts not a list ...).
+    problems: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def kind_of(obj: Mapping[str, Any]) -> str | None:
+    """Service, ServiceEntry or Namespace for the objects the registry follows, else None."""
+    kind = obj.get("kind")
+    api_version = obj.get("apiVersion")
+    if kind == SERVICE and api_version == "v1":
+        return SERVICE
+    if kind == NAMESPACE and api_version == "v1":
+        return NAMESPACE
+    if (
+        kind == SERVICE_ENTRY
+        and isinstance(api_version, str)
+        and api_version.startswith(ISTIO_GROUP + "/")
+    ):
+        return SERVICE_ENTRY
+    return None
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def object_name(obj: Mapping[str, Any]) -> str:
+    meta = _metadata(obj)
+    name = meta.get("name")
+    return name if isinstance(name, str) else ""
+
+
+def object_namespace(obj: Mapping[str, Any], default: str = "default") -> str:
+    namespace = _metadata(obj).get("namespace")
+    return namespace if isinstance(namespace, str) and namespace else default
+
+
+def service_claim(
+    obj: Mapping[str, Any], *, cluster_domain: str, source: str = "", namespace: str | None = None
+) -> Claim:
+    meta = _metadata(obj)
+    name = object_name(obj)
+    ns = namespace or object_namespace(obj)
+    fqdn, short, short_svc = hosts.kubernetes_names(name, ns, cluster_domain)
+    export_to: tuple[str, ...] | None = None
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        raw = annotations.get(SERVICE_EXPORT_ANNOTATION)
+        if isinstance(raw, str) and raw.strip():
+            export_to = tuple(part.strip() for part in raw.split(",") if part.strip())
+    created = meta.get("creationTimestamp")
+    return Claim(
+        kind=SERVICE,
+        namespace=ns,
+        name=name,
+        hosts=(fqdn,),
+        aliases=(short, short_svc),
+        export_to=export_to,
+        created=created if isinstance(created, str) else "",
+        source=source,
+    )
+
+
+def service_entry_claim(
+    obj: Mapping[str, Any], *, source: str = "", namespace: str | None = None
+) -> Claim:
+    """The hosts of a ServiceEntry, normalised and de-duplicated, with every problem named."""
+    meta = _metadata(obj)
+    ns = namespace or object_namespace(obj)
+    name = object_name(obj)
+    created = meta.get("creationTimestamp")
+    spec = obj.get("spec")
+    problems: list[str] = []
+    valid: list[str] = []
+    invalid: list[tuple[int, object, str]] = []
+    export_to: tuple[str, ...] | None = None
+    if not isinstance(spec, dict):
+        problems.append(f"spec must be an object, not {_kind(spec)}")
+    else:
+        raw_hosts = spec.get("hosts")
+        if not isinstance(raw_hosts, list):
+            problems.append(f"spec.hosts must be a list of host names, not {_kind(raw_hosts)}")
+        elif not raw_hosts:
+            problems.append("spec.hosts must hold at least one host")
+        elif len(raw_hosts) > MAX_HOSTS:
+            problems.append(
+                f"spec.hosts has {len(raw_hosts)} entries; at most {MAX_HOSTS} are allowed"
+            )
+        else:
+            seen: set[str] = set()
+            for i, raw in enumerate(raw_hosts):
+                try:
+                    host = hosts.normalize(raw)
+                except hosts.InvalidHost as exc:
+                    invalid.append((i, raw, exc.reason))
+                    continue
+                if host not in seen:
+                    seen.add(host)
+                    valid.append(host)
+        ports = spec.get("ports")
+        if ports is not None and not isinstance(ports, list):
+            problems.append(f"spec.ports must be a list, not {_kind(ports)}")
+        elif isinstance(ports, list) and len(ports) > MAX_PORTS:
+            problems.append(f"spec.ports has {len(ports)} entries; at most {MAX_PORTS} are allowed")
+        raw_export = spec.get("exportTo")
+        if isinstance(raw_export, list) and raw_export:
+            if all(isinstance(item, str) for item in raw_export):
+                export_to = tuple(raw_export)
+            else:
+                problems.append("spec.exportTo must be a list of strings")
+        elif raw_export is not None and not isinstance(raw_export, list):
+            problems.append(f"spec.exportTo must be a list, not {_kind(raw_export)}")
+    return Claim(
+        kind=SERVICE_ENTRY,
+        namespace=ns,
+        name=name,
+        hosts=tuple(valid),
+        export_to=export_to,
+        created=created if isinstance(created, str) else "",
+        source=source,
+        invalid=tuple(invalid),
+        problems=tuple(problems),
+    )
+
+
+def namespace_labels(obj: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    labels = _metadata(obj).get("labels")
+    if not isinstance(labels, dict):
+        return frozenset()
+    return frozenset((str(k), str(v)) for k, v in labels.items() if isinstance(v, str))

@@ -1,0 +1,437 @@
+"""The ``seguard`` command (shell).
+
+Every command prints a failure as one line on standard error (``seguard: error: ...``) and
+exits non-zero; none prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from webhook import __version__
+from webhook.policy import Policy, PolicyError, default_policy, parse_policy_text
+
+EXIT_OK = 0
+EXIT_DENIED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+log = logging.getLogger("seguard")
+
+
+class CommandError(Exception):
+    """A failure to report as one line, with its exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(f"{message} (see `{self.prog} --help`)")
+
+
+# --- shared helpers ----------------------------------------------------------------------------
+
+
+def load_policy(path: Path | None) -> Policy:
+    if path is None:
+        return default_policy()
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read policy {path}: {exc.strerror}") from None
+    return parse_policy_text(text, source=str(path))
+
+
+def _registry_builder(dirs: Sequence[Path], policy: Policy) -> Any:
+    from webhook.registry import RegistryBuilder
+    from webhook.sources import files
+
+    objects = files.read_objects(dirs) if dirs else []
+    return RegistryBuilder.bulk(
+        ((files.SOURCE, obj) for obj in objects), cluster_domain=policy.cluster_domain
+    )
+
+
+def _print_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in [headers, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+# --- seguard check -------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.check import check_objects
+    from webhook.sources import files
+
+    policy = load_policy(args.policy)
+    builder = _registry_builder(args.registry_dir, policy)
+    objects = files.read_objects(args.files)
+    results = check_objects(objects, policy=policy, builder=builder)
+    if not results:
+        print("seguard: no ServiceEntry found in the given files", file=sys.stderr)
+    if args.output == "json":
+        _emit_json([r.as_dict() for r in results])
+    else:
+        rows = [
+            [r.namespace, r.name, "allowed" if r.allowed else "denied", ",".join(r.reasons) or "-"]
+            for r in results
+        ]
+        _print_table(rows, ["NAMESPACE", "NAME", "RESULT", "REASONS"])
+        for r in results:
+            for message in r.messages:
+                print(f"{r.namespace}/{r.name}: {message}")
+            if r.patch:
+                print(f"{r.namespace}/{r.name}: defaults: {json.dumps(r.patch)}")
+    return EXIT_OK if all(r.allowed for r in results) else EXIT_DENIED
+
+
+# --- seguard registry ------------------------------------------------------------------------
+
+
+def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    default = ",".join(policy.rules.mesh_default_export_to)
+    for claim in snapshot.claims.values():
+        export_to = ",".join(claim.export_to) if claim.export_to else default
+        for host in claim.hosts:
+            rows.append(
+                {
+                    "hostname": host,
+                    "kind": claim.kind,
+                    "namespace": claim.namespace,
+                    "name": claim.name,
+                    "exportTo": export_to,
+                    "source": claim.source,
+                }
+            )
+    rows.sort(key=lambda r: (r["hostname"], r["namespace"], r["kind"], r["name"]))
+    return rows
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    policy = load_policy(args.policy)
+    snapshot = _registry_builder(args.registry_dir, policy).snapshot()
+    rows = registry_rows(snapshot, policy)
+    if args.output == "json":
+        _emit_json(rows)
+    elif args.output == "table":
+        keys = ["hostname", "kind", "namespace", "name", "exportTo", "source"]
+        _print_table([[r[k] for k in keys] for r in rows], [k.upper() for k in keys])
+    else:
+        # One line per host and namespace, as `jq -r '.[].hostname'` prints istiod's registryz
+        # (ServiceEntries of one namespace that share a host are one service there).
+        seen: set[tuple[str, str]] = set()
+        for r in rows:
+            if (r["hostname"], r["namespace"]) not in seen:
+                seen.add((r["hostname"], r["namespace"]))
+                print(r["hostname"])
+    for skipped in snapshot.skipped:
+        print(
+            f"seguard: skipped {skipped.kind} {skipped.namespace}/{skipped.name}: {skipped.reason}",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+# --- seguard policy validate ------------------------------------------------------------------
+
+
+def cmd_policy_validate(args: argparse.Namespace) -> int:
+    policy = load_policy(args.file)
+    rules = len(policy.namespace_rules)
+    print(
+        f"{args.file}: valid ServiceEntryPolicy (mode {policy.rules.mode}, cluster domain "
+        f"{policy.cluster_domain}, {rules} namespace rule{'s' if rules != 1 else ''}, "
+        f"sha256 {policy.digest[:12]})"
+    )
+    return EXIT_OK
+
+
+# --- seguard certs generate -------------------------------------------------------------------
+
+
+def cmd_certs_generate(args: argparse.Namespace) -> int:
+    from webhook import certs
+
+    if args.days <= 0 or args.ca_days <= 0:
+        raise CommandError("--days and --ca-days must be positive")
+    written = certs.generate(
+        args.out,
+        service=args.service,
+        namespace=args.namespace,
+        cluster_domain=args.cluster_domain,
+        days=args.days,
+        ca_days=args.ca_days,
+        extra_dns=args.dns,
+        ip_addresses=args.ip,
+    )
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
+# --- seguard serve ---------------------------------------------------------------------------
+
+SAMPLE_REVIEW = {
+    "apiVersion": "admission.k8s.io/v1",
+    "kind": "AdmissionReview",
+    "request": {
+        "uid": "00000000-0000-0000-0000-000000000001",
+        "kind": {"group": "networking.istio.io", "version": "v1", "kind": "ServiceEntry"},
+        "operation": "CREATE",
+        "namespace": "default",
+        "name": "everything",
+        "userInfo": {"username": "curl"},
+        "object": {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "everything", "namespace": "default"},
+            "spec": {
+                "hosts": ["*.com"],
+                "ports": [{"name": "tls", "number": 443, "protocol": "TLS"}],
+            },
+        },
+    },
+}
+
+
+def curl_command(*, host: str, port: int, cert_dir: Path) -> str:
+    shown_host = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1", "") else host
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    body = json.dumps(SAMPLE_REVIEW, separators=(",", ":"))
+    ca = cert_dir / "ca.crt"
+    trust = f"--cacert {shlex.quote(str(ca))}" if ca.exists() else "--insecure"
+    return (
+        f"curl -sS {trust} -H 'Content-Type: application/json' "
+        f"--data {shlex.quote(body)} https://{shown_host}:{port}/validate"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook import certs, server
+    from webhook.app import create_app, create_ops_app
+    from webhook.audit import open_audit_log
+    from webhook.metrics import Metrics
+    from webhook.registry import empty_snapshot
+    from webhook.runtime import Runtime
+    from webhook.sources import files
+
+    policy = load_policy(args.policy)
+    cert_dir: Path = args.cert_dir if args.cert_dir is not None else Path("certs")
+    if args.cert_dir is None and certs.ensure_dev_certs(cert_dir):
+        log.info("made development certificates in %s/ (CA: %s)", cert_dir, cert_dir / "ca.crt")
+    if args.kubeconfig is not None or args.istiod_url is not None:
+        raise CommandError("--kubeconfig and --istiod-url are not available yet in this build")
+    ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
+    metrics = Metrics()
+    audit_log = open_audit_log(
+        stdout=not args.no_audit_stdout,
+        file=str(args.audit_file) if args.audit_file else None,
+        on_failure=lambda sink: metrics.audit_failures.labels(sink).inc(),
+    )
+    runtime = Runtime(audit=audit_log, metrics=metrics)
+    runtime.set_policy(policy)
+    if args.registry_dir:
+        runtime.set_snapshot(
+            files.load_snapshot(args.registry_dir, cluster_domain=policy.cluster_domain)
+        )
+    else:
+        runtime.set_snapshot(empty_snapshot(policy.cluster_domain))
+    listeners = server.Listeners(
+        webhook=server.bind(args.host, args.port), ops=server.bind(args.host, args.metrics_port)
+    )
+    web = server.WebhookServer(
+        webhook_app=create_app(runtime),
+        ops_app=create_ops_app(runtime),
+        listeners=listeners,
+        ssl_context=ssl_context,
+    )
+
+    def started() -> None:
+        snapshot = runtime.snapshot
+        entries = len(snapshot) if snapshot else 0
+        print(
+            f"seguard {__version__}: webhook on https://{args.host}:{listeners.webhook_port} "
+            f"(/validate, /mutate), operations on http://{args.host}:{listeners.ops_port} "
+            f"(/healthz, /readyz, /metrics); policy {policy.source}, {entries} registry objects",
+            file=sys.stderr,
+        )
+        print("Try it:", file=sys.stderr)
+        print(
+            "  " + curl_command(host=args.host, port=listeners.webhook_port, cert_dir=cert_dir),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        server.run(lambda: web.serve(on_started=started))
+    finally:
+        audit_log.close()
+    return EXIT_OK
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per flag
+    parser = _Parser(
+        prog="seguard", description="ServiceEntry Guard: guards Istio's service registry."
+    )
+    parser.add_argument("--version", action="version", version=f"seguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    serve = sub.add_parser("serve", help="run the webhook")
+    serve.add_argument("--policy", type=_path, help="ServiceEntryPolicy file (default: built-in)")
+    serve.add_argument(
+        "--cert-dir",
+        type=_path,
+        default=None,
+        help="folder with tls.crt and tls.key (default: certs/, made for development if empty)",
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument(
+        "--port", type=int, default=8443, help="HTTPS port for /validate and /mutate"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, default=8080, help="HTTP port for health and metrics"
+    )
+    serve.add_argument("--kubeconfig", type=_path, help="follow this cluster's registry")
+    serve.add_argument(
+        "--registry-dir",
+        type=_path,
+        action="append",
+        default=[],
+        help="manifests that make up the registry (repeatable)",
+    )
+    serve.add_argument("--istiod-url", help="also poll istiod's /debug/registryz")
+    serve.add_argument("--audit-file", type=_path, help="append audit records to this file too")
+    serve.add_argument(
+        "--client-ca", type=_path, help="require client certificates signed by this CA"
+    )
+    serve.add_argument(
+        "--no-audit-stdout", action="store_true", help="do not write audit records to stdout"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="judge ServiceEntry manifests offline")
+    check.add_argument("files", type=_path, nargs="+", metavar="FILE")
+    check.add_argument("--policy", type=_path)
+    check.add_argument("--registry-dir", type=_path, action="append", default=[])
+    check.add_argument("--kubeconfig", type=_path)
+    check.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    check.set_defaults(func=cmd_check)
+
+    registry = sub.add_parser("registry", help="print the registry's hostnames")
+    registry.add_argument("--registry-dir", type=_path, action="append", default=[])
+    registry.add_argument("--kubeconfig", type=_path)
+    registry.add_argument("--istiod-url")
+    registry.add_argument(
+        "--policy", type=_path, help="for the cluster domain and mesh default exportTo"
+    )
+    registry.add_argument("-o", "--output", choices=["name", "table", "json"], default="name")
+    registry.set_defaults(func=cmd_registry)
+
+    policy = sub.add_parser("policy", help="work with ServiceEntryPolicy documents")
+    policy_sub = policy.add_subparsers(
+        dest="policy_command", metavar="ACTION", parser_class=_Parser
+    )
+    policy_sub.required = True
+    validate = policy_sub.add_parser("validate", help="check a policy file")
+    validate.add_argument("file", type=_path, metavar="FILE")
+    validate.set_defaults(func=cmd_policy_validate)
+
+    certs_parser = sub.add_parser("certs", help="certificates for the webhook")
+    certs_sub = certs_parser.add_subparsers(
+        dest="certs_command", metavar="ACTION", parser_class=_Parser
+    )
+    certs_sub.required = True
+    generate = certs_sub.add_parser("generate", help="make a CA and a serving certificate")
+    generate.add_argument("--out", type=_path, default=Path("certs"))
+    generate.add_argument("--service", default="seguard")
+    generate.add_argument("--namespace", default="seguard-system")
+    generate.add_argument("--cluster-domain", default="cluster.local")
+    generate.add_argument(
+        "--days", type=int, default=365, help="validity of the serving certificate"
+    )
+    generate.add_argument("--ca-days", type=int, default=3650, help="validity of the CA")
+    generate.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
+    generate.add_argument("--ip", action="append", default=[], help="IP address SAN (repeatable)")
+    generate.set_defaults(func=cmd_certs_generate)
+    return parser
+
+
+def _unsupported_kubeconfig(args: argparse.Namespace) -> None:
+    if getattr(args, "kubeconfig", None) is not None and args.func is not cmd_serve:
+        raise CommandError("--kubeconfig is not available yet in this build")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # two servers, one banner of ours
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
+        _unsupported_kubeconfig(args)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except CommandError as exc:
+        return _fail(str(exc), exc.status)
+    except PolicyError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error worth a line.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        from webhook.certs import CertificateError
+        from webhook.sources.files import ManifestError
+
+        if isinstance(exc, ManifestError | CertificateError | OSError | ValueError):
+            return _fail(str(exc), EXIT_USAGE)
+        return _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
+
+
+def _fail(message: str, status: int) -> int:
+    line = " ".join(message.split())  # one line, whatever the message held
+    print(f"seguard: error: {line}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

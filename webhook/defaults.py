@@ -1,0 +1,199 @@
+"""Defaulting: mutate a copy, then diff it into a JSON Patch (pure).
+
+Only absent fields are set, never an empty list, and the result passes the CRD's CEL rules and
+Istio's validation whenever the input did. ``resolution_problem`` mirrors the parts of Istio's
+``ValidateServiceEntry`` and of the CRD's CEL rules that depend on the resolution, so a default is
+only written where it keeps a valid object valid.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+
+from webhook.hosts import DNS_LABEL
+from webhook.policy import Defaults
+
+ANNOTATION = "seguard.io/defaulted"
+# The order fields are named in the annotation and the warning.
+FIELDS = ("location", "resolution", "exportTo")
+# Protocols on which Istio can tell several hosts apart (Host header or SNI), from its
+# protocol.Instance IsHTTP and IsTLS.
+DIFFERENTIABLE_PROTOCOLS = frozenset(
+    {"http", "http2", "http_proxy", "grpc", "grpc-web", "https", "tls"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaulting:
+    patch: list[dict[str, Any]]
+    defaulted: tuple[str, ...]  # fields this request set, in FIELDS order
+    values: dict[str, Any]
+    notes: tuple[str, ...] = ()  # defaults left out, and why
+
+    @property
+    def warning(self) -> str | None:
+        if not self.defaulted:
+            return None
+        shown = ", ".join(f"{name}={_short(self.values[name])}" for name in self.defaulted)
+        return f"seguard set defaults: {shown} (see annotation {ANNOTATION})"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
+    """The JSON Patch that sets the policy's defaults on ``obj`` where they are absent."""
+    spec = obj.get("spec")
+    metadata = obj.get("metadata")
+    if not isinstance(spec, dict) or not isinstance(metadata, dict):
+        return Defaulting([], (), {})
+    new_spec = dict(spec)
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    if defaults.location is not None and spec.get("location") is None:
+        values["location"] = defaults.location
+    if defaults.resolution is not None and spec.get("resolution") is None:
+        chosen, note = choose_resolution(spec, defaults.resolution)
+        if chosen is not None:
+            values["resolution"] = chosen
+        if note:
+            notes.append(note)
+    # An empty exportTo means the same as none to Istio, so it counts as absent.
+    if defaults.export_to is not None and not spec.get("exportTo"):
+        values["exportTo"] = list(defaults.export_to)
+    new_spec.update(values)
+    annotations = metadata.get("annotations")
+    old_annotations: dict[str, Any] = annotations if isinstance(annotations, dict) else {}
+    new_annotations = dict(old_annotations)
+    if values:
+        already = str(old_annotations.get(ANNOTATION, "")).split(",")
+        names = [name for name in FIELDS if name in values or name in already]
+        new_annotations[ANNOTATION] = ",".join(names)
+    before: dict[str, Any] = {"metadata": {}, "spec": spec}
+    after: dict[str, Any] = {"metadata": {}, "spec": new_spec}
+    if isinstance(annotations, dict):
+        before["metadata"]["annotations"] = annotations
+    if new_annotations or isinstance(annotations, dict):
+        after["metadata"]["annotations"] = new_annotations
+    # Diffing only metadata.annotations and spec gives paths that hold on the whole object, and
+    # skips comparing managedFields and the rest on every request.
+    patch = jsonpatch.make_patch(before, after).patch if values else []
+    defaulted = tuple(name for name in FIELDS if name in values)
+    return Defaulting(patch, defaulted, values, tuple(notes))
+
+
+def choose_resolution(spec: Mapping[str, Any], wanted: str) -> tuple[str | None, str | None]:
+    """The resolution to set, and a note when the policy's choice had to be left out."""
+    if wanted != "Auto":
+        problem = resolution_problem(spec, wanted)
+        if problem is None:
+            return wanted, None
+        return None, f"resolution {wanted} not set: {problem}"
+    chosen = auto_resolution(spec)
+    if resolution_problem(spec, chosen) is None:
+        return chosen, None
+    for other in ("NONE", "STATIC", "DNS"):
+        if resolution_problem(spec, other) is None:
+            return other, None
+    return None, "resolution not set: no resolution is valid for this ServiceEntry"
+
+
+def auto_resolution(spec: Mapping[str, Any]) -> str:
+    """DESIGN.md section 5: STATIC for IP or unix endpoints or a workloadSelector, DNS for
+    hostname endpoints, NONE for wildcards, CIDRs or several hosts on plain TCP, else DNS."""
+    if spec.get("workloadSelector") is not None:
+        return "STATIC"
+    endpoints = _list(spec.get("endpoints"))
+    if endpoints:
+        if any(_is_hostname_address(_address(e)) for e in endpoints):
+            return "DNS"
+        return "STATIC"
+    hosts = _list(spec.get("hosts"))
+    if any(isinstance(h, str) and "*" in h for h in hosts):
+        return "NONE"
+    if any(isinstance(a, str) and "/" in a for a in _list(spec.get("addresses"))):
+        return "NONE"
+    if len(hosts) > 1 and not _all_ports_differentiable(spec):
+        return "NONE"
+    return "DNS"
+
+
+def resolution_problem(spec: Mapping[str, Any], resolution: str) -> str | None:
+    """Why ``resolution`` would make this spec invalid to the CRD or to Istio, or None."""
+    endpoints = _list(spec.get("endpoints"))
+    hosts = _list(spec.get("hosts"))
+    cidr = any(isinstance(a, str) and "/" in a for a in _list(spec.get("addresses")))
+    if cidr and resolution not in ("NONE", "STATIC"):
+        return "CIDR addresses need NONE or STATIC"
+    if resolution == "NONE":
+        return "endpoints need a resolution other than NONE" if endpoints else None
+    if len(hosts) > 1 and not _all_ports_differentiable(spec):
+        return "several hosts on a port that is not HTTP or TLS need NONE"
+    if resolution == "STATIC":
+        for endpoint in endpoints:
+            address = _address(endpoint)
+            if address and not (_is_ip(address) or address.startswith("unix://")):
+                return f"endpoint {address!r} is not an IP address or unix socket"
+        return None
+    # DNS and DNS_ROUND_ROBIN
+    if resolution == "DNS_ROUND_ROBIN" and len(endpoints) > 1:
+        return "DNS_ROUND_ROBIN takes at most one endpoint"
+    if not endpoints:
+        for host in hosts:
+            if not (isinstance(host, str) and _is_fqdn(host)):
+                return f"host {host!r} is not a plain DNS name, and there are no endpoints"
+    for endpoint in endpoints:
+        address = _address(endpoint)
+        if not (_is_ip(address) or _is_fqdn(address)):
+            return f"endpoint {address!r} is not an IP address or DNS name"
+    return None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _address(endpoint: object) -> str:
+    if isinstance(endpoint, dict):
+        address = endpoint.get("address")
+        if isinstance(address, str):
+            return address
+    return ""
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_hostname_address(value: str) -> bool:
+    return bool(value) and not _is_ip(value) and not value.startswith("unix://")
+
+
+def _is_fqdn(name: str) -> bool:
+    """Istio's ValidateFQDN: lower-case DNS-1123 labels, one trailing dot allowed."""
+    if not name or len(name) > 255:
+        return False
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    if labels[-1].isdigit():
+        return False
+    return all(len(label) <= 63 and DNS_LABEL.match(label) for label in labels)
+
+
+def _all_ports_differentiable(spec: Mapping[str, Any]) -> bool:
+    for port in _list(spec.get("ports")):
+        protocol = port.get("protocol") if isinstance(port, dict) else None
+        if not isinstance(protocol, str) or protocol.lower() not in DIFFERENTIABLE_PROTOCOLS:
+            return False
+    return True

@@ -1,0 +1,168 @@
+"""DNS names as Istio compares them: normalise, validate, cover and overlap (pure).
+
+A host is either an exact name (``api.stripe.com``) or a wildcard whose first label is ``*``
+(``*.stripe.com``). Matching follows Istio's ``host.Name.Matches`` and ``SubsetOf``:
+``*.example.com`` covers ``a.example.com`` and ``a.b.example.com`` but not ``example.com``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator
+from functools import lru_cache
+
+import idna
+from publicsuffixlist import PublicSuffixList
+
+from webhook.shapes import type_name
+
+# RFC 1035: a label is at most 63 octets and a name at most 253 characters in text form.
+MAX_LABEL = 63
+MAX_NAME = 253
+WILDCARD_PREFIX = "*."
+
+# A fixed pattern of ours, never one a user supplies: a DNS-1123 label in lower case.
+DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
+
+
+class InvalidHost(ValueError):
+    """A host that is not a DNS name Istio can register."""
+
+    def __init__(self, host: object, reason: str) -> None:
+        super().__init__(f"{host!r}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+def normalize(raw: object) -> str:
+    """Lower-case, strip one trailing dot and turn IDN labels into A-labels.
+
+    Raises InvalidHost for anything that is not a DNS name or a ``*.`` wildcard of one.
+    """
+    if not isinstance(raw, str):
+        raise InvalidHost(raw, f"must be a string, not {type_name(raw)}")
+    return _normalize(raw)
+
+
+# Hosts repeat from request to request (the same ServiceEntries are applied again and again),
+# so the hot path mostly hits this cache. 8192 short strings cost well under 2 MB.
+@lru_cache(maxsize=8192)
+def _normalize(raw: str) -> str:
+    name = raw.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise InvalidHost(raw, "is empty")
+    if name == "*":
+        raise InvalidHost(raw, "'*' alone would match every host")
+    wildcard = name.startswith(WILDCARD_PREFIX)
+    base = name[2:] if wildcard else name
+    if "*" in base:
+        raise InvalidHost(
+            raw, "'*' is allowed only as the whole first label, as in '*.example.com'"
+        )
+    if not base.isascii():
+        base = _to_a_labels(raw, base)
+    if _is_ip(base):
+        raise InvalidHost(raw, "is an IP address, not a host name")
+    labels = base.split(".")
+    for label in labels:
+        if not label:
+            raise InvalidHost(raw, "has an empty label")
+        if len(label) > MAX_LABEL:
+            raise InvalidHost(raw, f"has a label longer than {MAX_LABEL} characters")
+        if not DNS_LABEL.match(label):
+            raise InvalidHost(
+                raw,
+                f"label {label!r} may hold only a-z, 0-9 and '-', not at either end",
+            )
+    if labels[-1].isdigit():
+        raise InvalidHost(raw, "has an all-numeric top-level label")
+    result = WILDCARD_PREFIX + base if wildcard else base
+    if len(result) > MAX_NAME:
+        raise InvalidHost(raw, f"is longer than {MAX_NAME} characters")
+    return result
+
+
+def _to_a_labels(raw: str, base: str) -> str:
+    try:
+        return idna.encode(base, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise InvalidHost(raw, f"is not a valid internationalised name ({exc})") from None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_wildcard(host: str) -> bool:
+    return host.startswith(WILDCARD_PREFIX)
+
+
+def base_name(host: str) -> str:
+    """The part of a wildcard after ``*.``; an exact host is its own base."""
+    return host[2:] if host.startswith(WILDCARD_PREFIX) else host
+
+
+def parents(name: str) -> Iterator[str]:
+    """Each proper parent domain of an exact name, nearest first: a.b.c -> b.c, c."""
+    start = name.find(".")
+    while start != -1:
+        yield name[start + 1 :]
+        start = name.find(".", start + 1)
+
+
+def covers(pattern: str, host: str) -> bool:
+    """True when every name ``host`` matches is also matched by ``pattern`` (Istio SubsetOf)."""
+    if not pattern.startswith(WILDCARD_PREFIX):
+        return pattern == host
+    if host.startswith(WILDCARD_PREFIX) and len(host) < len(pattern):
+        return False
+    return host.endswith(pattern[1:])
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when some name matches both (Istio Matches): either covers the other."""
+    return covers(a, b) or covers(b, a)
+
+
+def is_under(host: str, domain: str) -> bool:
+    """True when the exact or wildcard ``host`` lies inside ``domain`` (or is ``domain``)."""
+    base = base_name(host)
+    return base == domain or base.endswith("." + domain)
+
+
+def kubernetes_names(name: str, namespace: str, cluster_domain: str) -> tuple[str, str, str]:
+    """The FQDN of a Service and the two aliases Istio adds as HTTP route domains."""
+    short = f"{name}.{namespace}"
+    return f"{short}.svc.{cluster_domain}", short, f"{short}.svc"
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    # The package bundles its list; reading it takes about 50 ms, so do it once and only when a
+    # wildcard is judged. Only the ICANN section counts: private entries such as cloud buckets are
+    # ordinary customer domains to a platform team. Unknown top-level labels (.corp, .internal) are
+    # not treated as public.
+    return PublicSuffixList(only_icann=True, accept_unknown=False)
+
+
+def public_suffix_of_wildcard(host: str) -> str | None:
+    """The public suffix a wildcard sits at or above, or None when it sits under a registrable
+    domain. ``*.com`` -> ``com``; ``*.co.uk`` -> ``co.uk``; ``*.stripe.com`` -> None."""
+    if not host.startswith(WILDCARD_PREFIX):
+        return None
+    base = host[2:]
+    psl = _public_suffixes()
+    if psl.is_public(base):
+        return base
+    # A wildcard rule in the list (``*.kawasaki.jp``) makes every child public: the base is then
+    # above a public suffix even though it is not one itself.
+    if psl.is_public("x." + base):
+        return base
+    return None

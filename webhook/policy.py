@@ -1,0 +1,633 @@
+"""The ServiceEntryPolicy: parse and validate with precise errors, resolve per namespace (pure).
+
+The wire format is checked field by field at the edge, and every error names the field path and
+what it expected. Inside, the policy is a tree of frozen dataclasses. Per-namespace rules are merged
+with the global rules once, at parse time, so the hot path only picks the first matching selector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+import orjson
+import yaml
+
+from webhook import hosts
+from webhook.shapes import describe as _describe
+
+API_VERSION = "seguard.io/v1alpha1"
+KIND = "ServiceEntryPolicy"
+
+
+class Action(StrEnum):
+    DENY = "Deny"
+    WARN = "Warn"
+    ALLOW = "Allow"
+
+
+class Mode(StrEnum):
+    ENFORCE = "Enforce"
+    WARN = "Warn"
+    AUDIT = "Audit"
+
+
+LOCATIONS = ("MESH_EXTERNAL", "MESH_INTERNAL")
+RESOLUTIONS = ("Auto", "NONE", "STATIC", "DNS", "DNS_ROUND_ROBIN")
+
+
+# Namespace labels as the registry keeps them: hashable, so they can key a cache.
+Labels = frozenset[tuple[str, str]]
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used. ``errors`` holds one line per problem."""
+
+    def __init__(self, errors: list[str], *, source: str = "policy") -> None:
+        self.errors = errors
+        self.source = source
+        shown = "; ".join(errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"{source}: {shown}{more}")
+
+
+@dataclass(frozen=True, slots=True)
+class Exemptions:
+    namespaces: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class HostRules:
+    allowed: tuple[str, ...] = ()
+    denied: tuple[str, ...] = ()
+    wildcards: Action = Action.ALLOW
+    public_suffix_wildcards: Action = Action.DENY
+
+
+@dataclass(frozen=True, slots=True)
+class Conflicts:
+    kubernetes_service: Action = Action.DENY
+    kubernetes_service_same_namespace: Action = Action.WARN
+    service_entry: Action = Action.DENY
+    service_entry_same_namespace: Action = Action.WARN
+    wildcard_overlap: Action = Action.WARN
+    reserved_cluster_domain: Action = Action.DENY
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    location: str | None = "MESH_EXTERNAL"
+    resolution: str | None = "Auto"
+    export_to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    record_allowed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Everything that decides a request in one namespace."""
+
+    mode: Mode = Mode.ENFORCE
+    mesh_default_export_to: tuple[str, ...] = ("*",)
+    exemptions: Exemptions = Exemptions()
+    hosts: HostRules = HostRules()
+    conflicts: Conflicts = Conflicts()
+    defaults: Defaults = Defaults()
+    audit: AuditSettings = AuditSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    key: str
+    operator: str  # In | NotIn | Exists | DoesNotExist
+    values: frozenset[str]
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        present = self.key in labels and labels[self.key] in self.values
+        return present if self.operator == "In" else not present
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSelector:
+    """Every part that is given must match (names, matchLabels, matchExpressions)."""
+
+    names: frozenset[str] | None = None
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[LabelRequirement, ...] = ()
+
+    def matches(self, namespace: str, labels: Mapping[str, str]) -> bool:
+        if self.names is not None and namespace not in self.names:
+            return False
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        return all(req.matches(labels) for req in self.match_expressions)
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRule:
+    selector: NamespaceSelector
+    rules: Rules
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    cluster_domain: str = "cluster.local"
+    rules: Rules = Rules()
+    namespace_rules: tuple[NamespaceRule, ...] = ()
+    # Seconds between two scans of the existing ServiceEntries (0 turns the periodic scan off).
+    scan_interval_s: float = 300.0
+    digest: str = ""
+    generation: int = 0
+    source: str = "built-in"
+    _cache: dict[tuple[str, Labels], Rules] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
+
+    def for_namespace(self, namespace: str, labels: Labels = frozenset()) -> Rules:
+        """The rules of the first namespace rule whose selector matches, else the global rules."""
+        if not self.namespace_rules:
+            return self.rules
+        key = (namespace, labels)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        present = dict(labels)
+        chosen = self.rules
+        for rule in self.namespace_rules:
+            if rule.selector.matches(namespace, present):
+                chosen = rule.rules
+                break
+        # One entry per namespace and label set; the bound keeps a stream of new namespaces from
+        # growing it without limit (a full cache only costs the selector walk again).
+        if len(self._cache) < 65536:
+            self._cache[key] = chosen
+        return chosen
+
+    def with_generation(self, generation: int) -> Policy:
+        return replace(self, generation=generation, _cache={})
+
+
+DEFAULT_POLICY_YAML = """\
+apiVersion: seguard.io/v1alpha1
+kind: ServiceEntryPolicy
+spec:
+  clusterDomain: cluster.local
+  mode: Enforce                      # Enforce | Warn | Audit
+  meshDefaultExportTo: ["*"]         # mirror of meshConfig.defaultServiceExportTo
+  exemptions:                        # requests from these are allowed, still audited
+    namespaces: [istio-system]
+    users: []
+    groups: []
+  hosts:
+    allowed: []                      # empty or absent: any external host may be registered
+    denied: []
+    wildcards: Allow                 # Allow | Deny
+    publicSuffixWildcards: Deny      # WildcardTooBroad
+  conflicts:                         # each: Deny | Warn | Allow
+    kubernetesService: Deny
+    kubernetesServiceSameNamespace: Warn
+    serviceEntry: Deny
+    serviceEntrySameNamespace: Warn
+    wildcardOverlap: Warn
+    reservedClusterDomain: Deny
+  namespaces:                        # rules for some namespaces; the first match applies
+  - selector:
+      names: [payments]              # and/or matchLabels / matchExpressions on Namespace labels
+      matchLabels: {team: payments}
+    hosts: {allowed: ["*.stripe.com"]}   # adds to the global allowed list
+    mode: Warn                       # any field of spec except clusterDomain may be overridden
+  defaults:                          # applied by the mutating webhook, only where absent
+    location: MESH_EXTERNAL          # null: leave alone
+    resolution: Auto                 # Auto | NONE | STATIC | DNS | DNS_ROUND_ROBIN | null
+    exportTo: null                   # e.g. ["."]
+  audit:
+    recordAllowed: false             # also record clean allows
+"""
+
+
+def default_policy() -> Policy:
+    """The built-in policy: exactly the document of DESIGN.md section 4."""
+    return parse_policy_text(DEFAULT_POLICY_YAML, source="built-in")
+
+
+def parse_policy_text(text: str | bytes, *, source: str = "policy") -> Policy:
+    """Parse a YAML or JSON policy document. Raises PolicyError naming every bad field."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError([f"not valid YAML{where}: {problem}"], source=source) from None
+    if len(documents) != 1:
+        raise PolicyError(
+            [f"expected exactly one YAML document, found {len(documents)}"], source=source
+        )
+    raw_bytes = text.encode() if isinstance(text, str) else text
+    return parse_policy(documents[0], source=source, digest=hashlib.sha256(raw_bytes).hexdigest())
+
+
+def parse_policy(document: object, *, source: str = "policy", digest: str = "") -> Policy:
+    checker = _Checker()
+    policy = checker.policy(document)
+    if checker.errors:
+        raise PolicyError(checker.errors, source=source)
+    assert policy is not None
+    if not digest:
+        digest = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return replace(policy, digest=digest, source=source)
+
+
+# --- the checker -----------------------------------------------------------------------------
+
+_SPEC_FIELDS = {
+    "clusterDomain",
+    "mode",
+    "meshDefaultExportTo",
+    "exemptions",
+    "hosts",
+    "conflicts",
+    "namespaces",
+    "defaults",
+    "audit",
+    "scan",
+}
+# A namespace rule may override any field of spec except these, which are mesh-wide.
+_MESH_WIDE = {"clusterDomain", "namespaces", "meshDefaultExportTo", "scan"}
+_CONFLICT_FIELDS = {
+    "kubernetesService": "kubernetes_service",
+    "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
+    "serviceEntry": "service_entry",
+    "serviceEntrySameNamespace": "service_entry_same_namespace",
+    "wildcardOverlap": "wildcard_overlap",
+    "reservedClusterDomain": "reserved_cluster_domain",
+}
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_MISSING = object()
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def mapping(self, value: object, path: str, allowed: set[str]) -> dict[str, Any] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, f"expected an object, got {_describe(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.error(
+                    f"{path}.{key}", f"unknown field; expected one of {', '.join(sorted(allowed))}"
+                )
+        return value
+
+    def string_list(self, value: object, path: str) -> list[str] | None:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(path, f"expected a list of strings, got {_describe(value)}")
+            return None
+        good: list[str] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item:
+                good.append(item)
+            else:
+                self.error(f"{path}[{i}]", f"expected a non-empty string, got {_describe(item)}")
+        return good
+
+    def enum(self, value: object, path: str, choices: tuple[str, ...], default: str) -> str:
+        if value is None:
+            return default
+        if value not in choices:
+            self.error(path, f"expected one of {' | '.join(choices)}, got {_describe(value)}")
+            return default
+        return str(value)
+
+    def policy(self, document: object) -> Policy | None:
+        top = self.mapping(document, "policy", {"apiVersion", "kind", "metadata", "spec"})
+        if top is None:
+            return None
+        if top.get("apiVersion") != API_VERSION:
+            self.error(
+                "apiVersion", f"expected {API_VERSION}, got {_describe(top.get('apiVersion'))}"
+            )
+        if top.get("kind") != KIND:
+            self.error("kind", f"expected {KIND}, got {_describe(top.get('kind'))}")
+        if "metadata" in top and not isinstance(top["metadata"], dict | None):
+            self.error("metadata", f"expected an object, got {_describe(top['metadata'])}")
+        spec = self.mapping(top.get("spec"), "spec", _SPEC_FIELDS)
+        if spec is None:
+            return None
+        cluster_domain = self.cluster_domain(spec.get("clusterDomain"), "spec.clusterDomain")
+        mesh_default = self.export_to(
+            spec.get("meshDefaultExportTo", _MISSING), "spec.meshDefaultExportTo"
+        )
+        base = Rules(mesh_default_export_to=mesh_default or ("*",))
+        rules = self.rules(spec, "spec", base, merge=False)
+        scan_interval = self.scan(spec.get("scan"), "spec.scan")
+        namespace_rules: list[NamespaceRule] = []
+        raw_rules = spec.get("namespaces")
+        if raw_rules is not None and not isinstance(raw_rules, list):
+            self.error("spec.namespaces", f"expected a list, got {_describe(raw_rules)}")
+        elif raw_rules:
+            for i, raw in enumerate(raw_rules):
+                rule = self.namespace_rule(raw, f"spec.namespaces[{i}]", rules)
+                if rule is not None:
+                    namespace_rules.append(rule)
+        return Policy(
+            cluster_domain=cluster_domain,
+            rules=rules,
+            namespace_rules=tuple(namespace_rules),
+            scan_interval_s=scan_interval,
+        )
+
+    def cluster_domain(self, value: object, path: str) -> str:
+        if value is None:
+            return "cluster.local"
+        try:
+            domain = hosts.normalize(value)
+        except hosts.InvalidHost as exc:
+            self.error(path, f"expected a DNS domain, got {_describe(value)} ({exc.reason})")
+            return "cluster.local"
+        if hosts.is_wildcard(domain):
+            self.error(path, f"expected a DNS domain without a wildcard, got {value!r}")
+        return domain
+
+    def export_to(self, value: object, path: str) -> tuple[str, ...] | None:
+        """An exportTo list as Istio validates it; None when absent or null."""
+        if value is _MISSING or value is None:
+            return None
+        items = self.string_list(value, path)
+        if items is None:
+            return None
+        if not items:
+            self.error(path, "must not be an empty list; leave it out or use null")
+            return None
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item in seen:
+                self.error(f"{path}[{i}]", f"duplicate entry {item!r}")
+            seen.add(item)
+            if item not in ("*", ".", "~") and not _is_dns_label(item):
+                self.error(
+                    f"{path}[{i}]", f"expected '*', '.', '~' or a namespace name, got {item!r}"
+                )
+        for special in ("*", "~"):
+            if special in seen and len(items) > 1:
+                self.error(path, f"{special!r} must be the only entry")
+        return tuple(items)
+
+    def host_patterns(self, value: object, path: str) -> tuple[str, ...]:
+        items = self.string_list(value, path)
+        if items is None:
+            return ()
+        patterns: list[str] = []
+        for i, item in enumerate(items):
+            try:
+                patterns.append(hosts.normalize(item))
+            except hosts.InvalidHost as exc:
+                self.error(
+                    f"{path}[{i}]",
+                    f"expected a host or a '*.' wildcard pattern, got {item!r} ({exc.reason})",
+                )
+        return tuple(patterns)
+
+    def scan(self, value: object, path: str) -> float:
+        spec = self.mapping(value, path, {"interval"})
+        if not spec or spec.get("interval") is None:
+            return 300.0
+        return self.duration(spec["interval"], f"{path}.interval")
+
+    def duration(self, value: object, path: str) -> float:
+        units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        if isinstance(value, str) and value[-1:] in units and value[:-1].isdigit():
+            return int(value[:-1]) * units[value[-1]]
+        self.error(
+            path,
+            f"expected a duration such as 30s, 5m or 1h (0 turns it off), got {_describe(value)}",
+        )
+        return 300.0
+
+    def rules(self, spec: dict[str, Any], path: str, base: Rules, *, merge: bool) -> Rules:
+        """Rules from a spec, or (merge=True) a namespace override on top of ``base``."""
+        mode = Mode(self.enum(spec.get("mode"), f"{path}.mode", tuple(Mode), base.mode.value))
+        return Rules(
+            mode=mode,
+            mesh_default_export_to=base.mesh_default_export_to,
+            exemptions=self.exemptions(spec.get("exemptions"), f"{path}.exemptions", base, merge),
+            hosts=self.host_rules(spec.get("hosts"), f"{path}.hosts", base, merge),
+            conflicts=self.conflicts(spec.get("conflicts"), f"{path}.conflicts", base),
+            defaults=self.defaults(spec.get("defaults", _MISSING), f"{path}.defaults", base),
+            audit=self.audit(spec.get("audit"), f"{path}.audit", base),
+        )
+
+    def exemptions(self, value: object, path: str, base: Rules, merge: bool) -> Exemptions:
+        spec = self.mapping(value, path, {"namespaces", "users", "groups"})
+        if spec is None:
+            return base.exemptions
+        found = {
+            key: frozenset(self.string_list(spec.get(key), f"{path}.{key}") or ())
+            for key in ("namespaces", "users", "groups")
+        }
+        if not merge:
+            return Exemptions(**found)
+        old = base.exemptions
+        return Exemptions(
+            namespaces=old.namespaces | found["namespaces"],
+            users=old.users | found["users"],
+            groups=old.groups | found["groups"],
+        )
+
+    def host_rules(self, value: object, path: str, base: Rules, merge: bool) -> HostRules:
+        spec = self.mapping(
+            value, path, {"allowed", "denied", "wildcards", "publicSuffixWildcards"}
+        )
+        if spec is None:
+            return base.hosts
+        old = base.hosts
+        allowed = self.host_patterns(spec.get("allowed"), f"{path}.allowed")
+        denied = self.host_patterns(spec.get("denied"), f"{path}.denied")
+        actions = tuple(Action)
+        return HostRules(
+            # A namespace rule adds to the global lists.
+            allowed=_unique(old.allowed + allowed) if merge else allowed,
+            denied=_unique(old.denied + denied) if merge else denied,
+            wildcards=Action(
+                self.enum(spec.get("wildcards"), f"{path}.wildcards", actions, old.wildcards.value)
+            ),
+            public_suffix_wildcards=Action(
+                self.enum(
+                    spec.get("publicSuffixWildcards"),
+                    f"{path}.publicSuffixWildcards",
+                    actions,
+                    old.public_suffix_wildcards.value,
+                )
+            ),
+        )
+
+    def conflicts(self, value: object, path: str, base: Rules) -> Conflicts:
+        spec = self.mapping(value, path, set(_CONFLICT_FIELDS))
+        if spec is None:
+            return base.conflicts
+        changes = {
+            attr: Action(
+                self.enum(
+                    spec.get(key),
+                    f"{path}.{key}",
+                    tuple(Action),
+                    getattr(base.conflicts, attr).value,
+                )
+            )
+            for key, attr in _CONFLICT_FIELDS.items()
+        }
+        return replace(base.conflicts, **changes)
+
+    def defaults(self, value: object, path: str, base: Rules) -> Defaults:
+        if value is _MISSING:
+            return base.defaults
+        spec = self.mapping(value, path, {"location", "resolution", "exportTo"})
+        if spec is None:
+            return base.defaults
+        old = base.defaults
+        location = old.location
+        if "location" in spec:
+            location = spec["location"]
+            if location is not None and location not in LOCATIONS:
+                self.error(
+                    f"{path}.location",
+                    f"expected {' | '.join(LOCATIONS)} or null, got {_describe(location)}",
+                )
+                location = old.location
+        resolution = old.resolution
+        if "resolution" in spec:
+            resolution = spec["resolution"]
+            if resolution is not None and resolution not in RESOLUTIONS:
+                self.error(
+                    f"{path}.resolution",
+                    f"expected {' | '.join(RESOLUTIONS)} or null, got {_describe(resolution)}",
+                )
+                resolution = old.resolution
+        export_to = old.export_to
+        if "exportTo" in spec:
+            export_to = self.export_to(spec["exportTo"], f"{path}.exportTo")
+        return Defaults(location=location, resolution=resolution, export_to=export_to)
+
+    def audit(self, value: object, path: str, base: Rules) -> AuditSettings:
+        spec = self.mapping(value, path, {"recordAllowed"})
+        if spec is None or "recordAllowed" not in spec or spec["recordAllowed"] is None:
+            return base.audit
+        flag = spec["recordAllowed"]
+        if not isinstance(flag, bool):
+            self.error(f"{path}.recordAllowed", f"expected true or false, got {_describe(flag)}")
+            return base.audit
+        return AuditSettings(record_allowed=flag)
+
+    def namespace_rule(self, raw: object, path: str, base: Rules) -> NamespaceRule | None:
+        allowed = (_SPEC_FIELDS - _MESH_WIDE) | {"selector"}
+        if isinstance(raw, dict):
+            for key in raw:
+                if key in _MESH_WIDE:
+                    self.error(
+                        f"{path}.{key}",
+                        "is mesh-wide and may be set only in spec, not per namespace",
+                    )
+        spec = self.mapping(raw, path, allowed | _MESH_WIDE)
+        if spec is None:
+            return None
+        if "selector" not in spec:
+            self.error(f"{path}.selector", "is required")
+        selector = self.selector(spec.get("selector"), f"{path}.selector")
+        rules = self.rules(spec, path, base, merge=True)
+        return NamespaceRule(selector=selector, rules=rules)
+
+    def selector(self, value: object, path: str) -> NamespaceSelector:
+        spec = self.mapping(value, path, {"names", "matchLabels", "matchExpressions"})
+        if not spec:
+            return NamespaceSelector()
+        names: frozenset[str] | None = None
+        if spec.get("names") is not None:
+            listed = self.string_list(spec["names"], f"{path}.names") or []
+            for i, name in enumerate(listed):
+                if not _is_dns_label(name):
+                    self.error(f"{path}.names[{i}]", f"expected a namespace name, got {name!r}")
+            names = frozenset(listed)
+        labels: list[tuple[str, str]] = []
+        raw_labels = spec.get("matchLabels")
+        if raw_labels is not None:
+            if not isinstance(raw_labels, dict):
+                self.error(
+                    f"{path}.matchLabels", f"expected an object, got {_describe(raw_labels)}"
+                )
+            else:
+                for key, val in raw_labels.items():
+                    if not isinstance(val, str):
+                        self.error(
+                            f"{path}.matchLabels.{key}", f"expected a string, got {_describe(val)}"
+                        )
+                    else:
+                        labels.append((str(key), val))
+        expressions: list[LabelRequirement] = []
+        raw_exprs = spec.get("matchExpressions")
+        if raw_exprs is not None:
+            if not isinstance(raw_exprs, list):
+                self.error(
+                    f"{path}.matchExpressions", f"expected a list, got {_describe(raw_exprs)}"
+                )
+            else:
+                for i, raw in enumerate(raw_exprs):
+                    req = self.requirement(raw, f"{path}.matchExpressions[{i}]")
+                    if req is not None:
+                        expressions.append(req)
+        return NamespaceSelector(
+            names=names, match_labels=tuple(labels), match_expressions=tuple(expressions)
+        )
+
+    def requirement(self, raw: object, path: str) -> LabelRequirement | None:
+        spec = self.mapping(raw, path, {"key", "operator", "values"})
+        if spec is None:
+            return None
+        key = spec.get("key")
+        if not isinstance(key, str) or not key:
+            self.error(f"{path}.key", f"expected a label key, got {_describe(key)}")
+            return None
+        operator = spec.get("operator")
+        if operator not in _OPERATORS:
+            self.error(
+                f"{path}.operator",
+                f"expected one of {' | '.join(_OPERATORS)}, got {_describe(operator)}",
+            )
+            return None
+        values = self.string_list(spec.get("values"), f"{path}.values") or []
+        if operator in ("In", "NotIn") and not values:
+            self.error(f"{path}.values", f"must not be empty for operator {operator}")
+        if operator in ("Exists", "DoesNotExist") and values:
+            self.error(f"{path}.values", f"must be empty for operator {operator}")
+        return LabelRequirement(key=key, operator=str(operator), values=frozenset(values))
+
+
+def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= hosts.MAX_LABEL and bool(hosts.DNS_LABEL.match(value))

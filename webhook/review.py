@@ -1,0 +1,219 @@
+"""The whole decision for one request: ``validate`` and ``mutate`` (pure).
+
+Both take a parsed ``AdmissionRequest``, the current ``Policy`` and registry ``Snapshot`` (None
+when there is none yet) and return a ``Verdict``: a value the shell turns into a response, an
+audit record and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from webhook import admission, claims, rules
+from webhook.defaults import apply_defaults
+from webhook.policy import Action, Mode, Policy, Rules
+from webhook.registry import Snapshot
+from webhook.rules import Code, Finding
+
+ALLOWED = "allowed"
+DENIED = "denied"
+WARNED = "warned"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    result: str  # allowed | denied | warned
+    mode: Mode | None = None
+    findings: tuple[Finding, ...] = ()
+    outcomes: tuple[str, ...] = ()  # per finding: denied | warned | audited | exempted
+    warnings: tuple[str, ...] = ()
+    message: str = ""
+    code: int = 403
+    exemption: str | None = None
+    note: str = ""  # why nothing was judged (DELETE, not a ServiceEntry ...)
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    defaulted: tuple[str, ...] = ()
+    record_allowed: bool = False  # the namespace's audit.recordAllowed (validate only)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.code.value for f in self.findings))
+
+    def audit_annotations(self) -> dict[str, str]:
+        # Keys are prefixed with the webhook's name by the API server: no "/", 63 characters or
+        # fewer.
+        annotations = {"decision": self.result}
+        if self.findings:
+            annotations["reasons"] = ",".join(self.codes)
+        if self.defaulted:
+            annotations["defaulted"] = ",".join(self.defaulted)
+        return annotations
+
+    def to_response(self, uid: str) -> dict[str, Any]:
+        return admission.response(
+            uid,
+            allowed=self.allowed,
+            message=self.message,
+            code=self.code,
+            warnings=self.warnings,
+            audit_annotations=self.audit_annotations(),
+            patch=self.patch,
+        )
+
+
+def _skip(note: str) -> Verdict:
+    return Verdict(allowed=True, result=ALLOWED, note=note)
+
+
+def unavailable(what: str) -> Verdict:
+    finding = rules.finding_of(
+        Code.POLICY_UNAVAILABLE,
+        "",
+        Action.DENY,
+        f"seguard has no valid {what} yet, so it cannot judge this request; "
+        "retry shortly, or ask the cluster admin to check the webhook's logs",
+    )
+    return decide([finding], Mode.ENFORCE, None)
+
+
+def internal_error(error: str) -> Verdict:
+    finding = rules.finding_of(
+        Code.INTERNAL_ERROR,
+        "",
+        Action.DENY,
+        f"seguard failed while judging this request ({error}); it was denied to stay safe. "
+        "Retry, and report it to the cluster admin if it persists",
+    )
+    return replace(decide([finding], Mode.ENFORCE, None), code=500)
+
+
+def _not_judged(req: admission.AdmissionRequest) -> str | None:
+    """Why a request is allowed without looking at it, or None when it must be judged."""
+    if req.group != claims.ISTIO_GROUP or req.kind != claims.SERVICE_ENTRY:
+        return f"{req.kind or 'object'} is not a ServiceEntry"
+    if req.operation not in ("CREATE", "UPDATE"):
+        return f"{req.operation} is always allowed"
+    obj = req.object or {}
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and meta.get("deletionTimestamp"):
+        # Finalizers are removed by UPDATEs of an object that is going away; never block them.
+        return "the ServiceEntry is being deleted"
+    return None
+
+
+def exemption_of(req: admission.AdmissionRequest, namespace_rules: Rules) -> str | None:
+    exempt = namespace_rules.exemptions
+    if req.namespace in exempt.namespaces:
+        return f"namespace {req.namespace}"
+    if req.user and req.user in exempt.users:
+        return f"user {req.user}"
+    for group in req.groups:
+        if group in exempt.groups:
+            return f"group {group}"
+    return None
+
+
+def decide(findings: list[Finding], mode: Mode, exemption: str | None) -> Verdict:
+    """Apply the mode and any exemption to the findings' actions."""
+    outcomes: list[str] = []
+    warnings: list[str] = []
+    denials: list[str] = []
+    for finding in findings:
+        if finding.code in rules.ALWAYS_DENY:
+            outcome = DENIED
+        elif exemption is not None:
+            outcome = "exempted"
+        elif mode is Mode.AUDIT:
+            outcome = "audited"
+        elif finding.action is Action.DENY and mode is Mode.ENFORCE:
+            outcome = DENIED
+        else:
+            outcome = WARNED
+        outcomes.append(outcome)
+        if outcome == DENIED:
+            denials.append(finding.message)
+        elif outcome == WARNED or (outcome == "exempted" and mode is not Mode.AUDIT):
+            prefix = f"exempt ({exemption}): " if outcome == "exempted" else ""
+            warnings.append(prefix + rules.summary(finding))
+    if denials:
+        result = DENIED
+    elif WARNED in outcomes:
+        result = WARNED
+    else:
+        result = ALLOWED
+    return Verdict(
+        allowed=not denials,
+        result=result,
+        mode=mode,
+        findings=tuple(findings),
+        outcomes=tuple(outcomes),
+        warnings=tuple(warnings),
+        message=admission.fit_message(denials) if denials else "",
+        exemption=exemption if findings else None,
+    )
+
+
+def _context(
+    req: admission.AdmissionRequest, policy: Policy, snapshot: Snapshot
+) -> tuple[Rules, claims.Claim, rules.Context]:
+    namespace_rules = policy.for_namespace(req.namespace, snapshot.labels_of(req.namespace))
+    obj: Mapping[str, Any] = req.object or {}
+    claim = claims.service_entry_claim(obj, namespace=req.namespace)
+    ctx = rules.Context(
+        namespace=req.namespace,
+        name=req.name,
+        rules=namespace_rules,
+        snapshot=snapshot,
+        visibility=rules.visibility(
+            claim.export_to, req.namespace, namespace_rules.mesh_default_export_to
+        ),
+    )
+    return namespace_rules, claim, ctx
+
+
+def validate(
+    req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
+) -> Verdict:
+    note = _not_judged(req)
+    if note is not None:
+        return _skip(note)
+    if policy is None:
+        return unavailable("policy")
+    if snapshot is None:
+        return unavailable("registry")
+    namespace_rules, claim, ctx = _context(req, policy, snapshot)
+    findings = rules.evaluate(claim, ctx)
+    verdict = decide(findings, namespace_rules.mode, exemption_of(req, namespace_rules))
+    if namespace_rules.audit.record_allowed:
+        return replace(verdict, record_allowed=True)
+    return verdict
+
+
+def mutate(
+    req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
+) -> Verdict:
+    note = _not_judged(req)
+    if note is not None:
+        return _skip(note)
+    if policy is None:
+        return unavailable("policy")
+    if snapshot is None:
+        return unavailable("registry")
+    namespace_rules, claim, _ = _context(req, policy, snapshot)
+    invalid = rules.invalid_findings(claim)
+    if invalid:
+        return decide(invalid, namespace_rules.mode, None)
+    assert req.object is not None  # _not_judged let only CREATE and UPDATE through
+    defaulting = apply_defaults(req.object, namespace_rules.defaults)
+    warnings = [w for w in (defaulting.warning,) if w] + list(defaulting.notes)
+    return Verdict(
+        allowed=True,
+        result=ALLOWED,
+        mode=namespace_rules.mode,
+        warnings=tuple(warnings),
+        patch=defaulting.patch,
+        defaulted=defaulting.defaulted,
+    )

@@ -1,0 +1,458 @@
+"""One small function per finding, and ``evaluate`` to run them all (pure).
+
+Every function takes one normalised host and the ``Context`` of the object being judged, and
+yields ``Finding`` values. A finding carries a stable reason code, the action the policy gives it
+(Deny, Warn; Allow means the rule is off and nothing is yielded), and a message that names the
+other owner and the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from webhook import hosts
+from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
+from webhook.policy import Action, Rules
+from webhook.registry import Match, Relation, Snapshot
+
+
+class Code(StrEnum):
+    INVALID_HOST = "InvalidHost"
+    INVALID_SPEC = "InvalidSpec"
+    HOST_NOT_ALLOWED = "HostNotAllowed"
+    HOST_DENIED = "HostDenied"
+    WILDCARD_NOT_ALLOWED = "WildcardNotAllowed"
+    WILDCARD_TOO_BROAD = "WildcardTooBroad"
+    RESERVED_CLUSTER_DOMAIN = "ReservedClusterDomain"
+    CONFLICT_KUBERNETES_SERVICE = "ConflictKubernetesService"
+    SHADOWS_KUBERNETES_SERVICE = "ShadowsKubernetesService"
+    CONFLICT_SERVICE_ENTRY = "ConflictServiceEntry"
+    DUPLICATE_HOST = "DuplicateHost"
+    WILDCARD_OVERLAP = "WildcardOverlap"
+    POLICY_UNAVAILABLE = "PolicyUnavailable"
+    INTERNAL_ERROR = "InternalError"
+
+
+# Codes that deny in every mode and for every requester: the object is not valid, or we cannot
+# judge it at all. Modes and exemptions soften policy, not validity.
+ALWAYS_DENY = frozenset(
+    {Code.INVALID_HOST, Code.INVALID_SPEC, Code.POLICY_UNAVAILABLE, Code.INTERNAL_ERROR}
+)
+# How many owners one host names per code. The decision never depends on this bound: it only
+# keeps a wildcard that covers thousands of names from producing thousands of findings.
+MAX_OWNERS_PER_CODE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRef:
+    kind: str
+    namespace: str
+    name: str
+    host: str  # the registered name that matched
+    export_to: str  # as written, or the mesh default, for messages
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "host": self.host,
+            "exportTo": self.export_to,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: Code
+    host: str
+    action: Action
+    message: str
+    owner: OwnerRef | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code.value,
+            "host": self.host,
+            "action": self.action.value,
+            "message": self.message,
+            "owner": self.owner.as_dict() if self.owner else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The object being judged, with everything the rules read."""
+
+    namespace: str
+    name: str  # "" for a CREATE with generateName
+    rules: Rules
+    snapshot: Snapshot
+    visibility: frozenset[str]  # namespaces that can see it; "*" in it means all
+
+    @property
+    def cluster_domain(self) -> str:
+        return self.snapshot.cluster_domain
+
+
+def finding_of(
+    code: Code, host: str, action: Action, message: str, owner: OwnerRef | None = None
+) -> Finding:
+    """A finding whose message ends with its reason code, as kubectl shows it."""
+    return Finding(code, host, action, f"{message} [{code.value}]", owner)
+
+
+# --- visibility ----------------------------------------------------------------------------
+
+
+def visibility(
+    export_to: Iterable[str] | None, namespace: str, default: Iterable[str]
+) -> frozenset[str]:
+    """The namespaces that can see an entry. ``*`` (all) is kept as a member."""
+    items = tuple(export_to) if export_to else tuple(default)
+    if "*" in items:
+        return frozenset({"*"})
+    return frozenset(namespace if item == "." else item for item in items if item != "~")
+
+
+def contested(a: frozenset[str], a_namespace: str, b: frozenset[str], b_namespace: str) -> bool:
+    """True when a third namespace sees both entries.
+
+    Inside an entry's own namespace Istio prefers the local entry, so the two namespaces that
+    own the entries are never contested; anywhere else that sees both, the oldest wins and the
+    other is a hijack or a silent duplicate.
+    """
+    owners = {a_namespace, b_namespace}
+    if "*" in a and "*" in b:
+        return True
+    if "*" in a:
+        return not b <= owners
+    if "*" in b:
+        return not a <= owners
+    return not (a & b) <= owners
+
+
+def render_export_to(export_to: Iterable[str] | None, default: Iterable[str]) -> str:
+    return ",".join(tuple(export_to) if export_to else tuple(default))
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+
+def host_denied(host: str, ctx: Context) -> Iterator[Finding]:
+    for pattern in ctx.rules.hosts.denied:
+        if hosts.overlaps(pattern, host):
+            yield finding_of(
+                Code.HOST_DENIED,
+                host,
+                Action.DENY,
+                f'host "{host}" matches "{pattern}", which the ServiceEntryPolicy denies; '
+                "remove it, or ask the cluster admin",
+            )
+            return
+
+
+def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
+    allowed = ctx.rules.hosts.allowed
+    # Inside the cluster domain the Kubernetes rules govern, not the allowed list.
+    if not allowed or hosts.is_under(host, ctx.cluster_domain):
+        return
+    if any(hosts.covers(pattern, host) for pattern in allowed):
+        return
+    shown = ", ".join(allowed[:4]) + (", ..." if len(allowed) > 4 else "")
+    yield finding_of(
+        Code.HOST_NOT_ALLOWED,
+        host,
+        Action.DENY,
+        f'host "{host}" is outside the allowed domains ({shown}) for namespace {ctx.namespace}; '
+        "ask the cluster admin to allow it in the ServiceEntryPolicy",
+    )
+
+
+def wildcard_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
+    action = ctx.rules.hosts.wildcards
+    if action is Action.ALLOW or not hosts.is_wildcard(host):
+        return
+    yield finding_of(
+        Code.WILDCARD_NOT_ALLOWED,
+        host,
+        action,
+        f'wildcard host "{host}" is not allowed in namespace {ctx.namespace}; list the exact hosts',
+    )
+
+
+def wildcard_too_broad(host: str, ctx: Context) -> Iterator[Finding]:
+    action = ctx.rules.hosts.public_suffix_wildcards
+    if action is Action.ALLOW:
+        return
+    suffix = hosts.public_suffix_of_wildcard(host)
+    if suffix is None:
+        return
+    yield finding_of(
+        Code.WILDCARD_TOO_BROAD,
+        host,
+        action,
+        f'wildcard host "{host}" sits at the public suffix "{suffix}" and would open egress to '
+        "every site under it; list exact hosts, or a wildcard under a domain you own",
+    )
+
+
+def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
+    action = ctx.rules.conflicts.reserved_cluster_domain
+    if action is Action.ALLOW:
+        return
+    domain = ctx.cluster_domain
+    zone = "svc." + domain
+    if hosts.is_wildcard(host):
+        reserved = hosts.covers(host, "x." + zone) or hosts.is_under(host, zone)
+    else:
+        reserved = host in (domain, zone) or host.endswith("." + zone)
+        if reserved and any(
+            owner.kind == SERVICE and owner.namespace == ctx.namespace and host in owner.hosts
+            for owner in ctx.snapshot.names.get(host, ())
+        ):
+            return
+    if reserved:
+        yield finding_of(
+            Code.RESERVED_CLUSTER_DOMAIN,
+            host,
+            action,
+            f'host "{host}" is in the reserved domain {zone} and names no Service of namespace '
+            f"{ctx.namespace}; create the Service, or use a name outside {domain}",
+        )
+
+
+def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
+    """A Service's name, alias or a wildcard over it: Conflict elsewhere, Shadows at home."""
+    owner = match.owner
+    fqdn = owner.hosts[0]
+    if match.relation is Relation.COVERS:
+        what = f'host "{host}" covers "{match.key}", the name of Service {owner.ref}'
+    elif match.is_alias:
+        what = f'host "{host}" is an alias of Service {owner.ref} ({fqdn})'
+    else:
+        what = f'host "{host}" is the name of Service {owner.ref}'
+    ref = OwnerRef(SERVICE, owner.namespace, owner.name, match.key, "*")
+    if owner.namespace == ctx.namespace:
+        action = ctx.rules.conflicts.kubernetes_service_same_namespace
+        if action is Action.ALLOW:
+            return None
+        return finding_of(
+            Code.SHADOWS_KUBERNETES_SERVICE,
+            host,
+            action,
+            f"{what} in this namespace, and Istio would merge their endpoints; "
+            "use the Service itself, or pick another host",
+            ref,
+        )
+    action = ctx.rules.conflicts.kubernetes_service
+    if action is Action.ALLOW:
+        return None
+    return finding_of(
+        Code.CONFLICT_KUBERNETES_SERVICE,
+        host,
+        action,
+        f"{what} in another namespace, and would take over its traffic; pick another host",
+        ref,
+    )
+
+
+def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
+    """Another ServiceEntry in this namespace, or in another one where a third namespace sees
+    both."""
+    owner = match.owner
+    default = ctx.rules.mesh_default_export_to
+    same = owner.namespace == ctx.namespace
+    if not same and not contested(
+        ctx.visibility,
+        ctx.namespace,
+        visibility(owner.export_to, owner.namespace, default),
+        owner.namespace,
+    ):
+        return None
+    export_to = render_export_to(owner.export_to, default)
+    ref = OwnerRef(SERVICE_ENTRY, owner.namespace, owner.name, match.key, export_to)
+    if match.relation is not Relation.EQUAL:
+        action = ctx.rules.conflicts.wildcard_overlap
+        if action is Action.ALLOW:
+            return None
+        return finding_of(
+            Code.WILDCARD_OVERLAP,
+            host,
+            action,
+            f'host "{host}" overlaps "{match.key}" of ServiceEntry {owner.ref} '
+            f"(exportTo: {export_to}); use hosts that do not overlap, or ask its owners",
+            ref,
+        )
+    if same:
+        action = ctx.rules.conflicts.service_entry_same_namespace
+        if action is Action.ALLOW:
+            return None
+        return finding_of(
+            Code.DUPLICATE_HOST,
+            host,
+            action,
+            f'host "{host}" is already registered by ServiceEntry {owner.ref} in this namespace, '
+            f"and Istio would merge the two; add your ports or endpoints to {owner.name} instead",
+            ref,
+        )
+    action = ctx.rules.conflicts.service_entry
+    if action is Action.ALLOW:
+        return None
+    # exportTo: ["."] always ends the contest: only the two owners' namespaces would see both.
+    return finding_of(
+        Code.CONFLICT_SERVICE_ENTRY,
+        host,
+        action,
+        f'host "{host}" is already registered by ServiceEntry {owner.ref} '
+        f'(exportTo: {export_to}); ask its owners, or use exportTo: ["."]',
+        ref,
+    )
+
+
+def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
+    """A single-label host is an alias of the Service of that name in the same namespace."""
+    if "." in host:
+        return
+    for owner in ctx.snapshot.services_named(ctx.namespace, host):
+        match = Match(host, owner, Relation.EQUAL)
+        finding = kubernetes_service(host, ctx, match)
+        if finding is not None:
+            yield finding
+
+
+def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
+    """Every owner in the registry that the host collides with, at most a few per code."""
+    conflicts = ctx.rules.conflicts
+    if all(
+        action is Action.ALLOW
+        for action in (
+            conflicts.kubernetes_service,
+            conflicts.kubernetes_service_same_namespace,
+            conflicts.service_entry,
+            conflicts.service_entry_same_namespace,
+            conflicts.wildcard_overlap,
+        )
+    ):
+        return
+    shown: dict[Code, int] = {}
+    seen: set[tuple[Code, tuple[str, str, str]]] = set()
+    for match in ctx.snapshot.matches(host):
+        owner = match.owner
+        if (
+            owner.kind == SERVICE_ENTRY
+            and owner.namespace == ctx.namespace
+            and owner.name == ctx.name
+        ):
+            continue  # the object itself (UPDATE), never its own conflict
+        judge: Callable[[str, Context, Match], Finding | None] = (
+            kubernetes_service if owner.kind == SERVICE else service_entry
+        )
+        finding = judge(host, ctx, match)
+        if finding is None or (finding.code, owner.key) in seen:
+            continue
+        seen.add((finding.code, owner.key))
+        count = shown.get(finding.code, 0)
+        shown[finding.code] = count + 1
+        if count < MAX_OWNERS_PER_CODE:
+            yield finding
+    for code, count in shown.items():
+        if count > MAX_OWNERS_PER_CODE:
+            extra = count - MAX_OWNERS_PER_CODE
+            action = _action_for(code, ctx.rules)
+            yield finding_of(
+                code,
+                host,
+                action,
+                f'host "{host}" also collides with {extra} more owner(s) like the ones above',
+            )
+
+
+def _action_for(code: Code, rules: Rules) -> Action:
+    c = rules.conflicts
+    return {
+        Code.CONFLICT_KUBERNETES_SERVICE: c.kubernetes_service,
+        Code.SHADOWS_KUBERNETES_SERVICE: c.kubernetes_service_same_namespace,
+        Code.CONFLICT_SERVICE_ENTRY: c.service_entry,
+        Code.DUPLICATE_HOST: c.service_entry_same_namespace,
+        Code.WILDCARD_OVERLAP: c.wildcard_overlap,
+    }.get(code, Action.DENY)
+
+
+# Each rule in the order its findings are reported.
+HOST_RULES: tuple[Callable[[str, Context], Iterable[Finding]], ...] = (
+    host_denied,
+    host_not_allowed,
+    wildcard_not_allowed,
+    wildcard_too_broad,
+    reserved_cluster_domain,
+    short_name_service,
+    registry_conflicts,
+)
+
+
+_SUMMARIES = {
+    Code.INVALID_HOST: "is not a valid DNS name",
+    Code.HOST_NOT_ALLOWED: "is outside the allowed domains",
+    Code.HOST_DENIED: "is denied by the policy",
+    Code.WILDCARD_NOT_ALLOWED: "is a wildcard, not allowed here",
+    Code.WILDCARD_TOO_BROAD: "covers a whole public suffix",
+    Code.RESERVED_CLUSTER_DOMAIN: "is in the reserved cluster domain",
+    Code.CONFLICT_KUBERNETES_SERVICE: "collides with Service {ref}",
+    Code.SHADOWS_KUBERNETES_SERVICE: "shadows Service {ref}",
+    Code.CONFLICT_SERVICE_ENTRY: "is held by ServiceEntry {ref}",
+    Code.DUPLICATE_HOST: "duplicates ServiceEntry {ref}",
+    Code.WILDCARD_OVERLAP: "overlaps {key} of ServiceEntry {ref}",
+}
+
+
+def summary(finding: Finding) -> str:
+    """A one-line form of a finding for kubectl's warnings (the API server's advice is 120
+    characters or fewer each); the full message is in the audit record."""
+    phrase = _SUMMARIES.get(finding.code)
+    if phrase is None or (finding.owner is None and "{" in phrase) or not finding.host:
+        return finding.message
+    owner = finding.owner
+    text = phrase.format(
+        ref=f"{owner.namespace}/{owner.name}" if owner else "", key=owner.host if owner else ""
+    )
+    return f'{finding.code.value}: "{finding.host}" {text}'
+
+
+def invalid_findings(claim: Claim) -> list[Finding]:
+    """Findings for an object whose shape or hosts are not valid."""
+    findings = [
+        finding_of(Code.INVALID_SPEC, "", Action.DENY, f"{problem}; fix the ServiceEntry")
+        for problem in claim.problems
+    ]
+    for index, raw, reason in claim.invalid:
+        shown = raw if isinstance(raw, str) else repr(raw)
+        findings.append(
+            finding_of(
+                Code.INVALID_HOST,
+                shown[:253],
+                Action.DENY,
+                f"spec.hosts[{index}] {_quote(raw)} {reason}; use a DNS name such as "
+                'api.example.com or a wildcard such as "*.example.com"',
+            )
+        )
+    return findings
+
+
+def _quote(raw: object) -> str:
+    if isinstance(raw, str):
+        text = raw if len(raw) <= 80 else raw[:77] + "..."
+        return f'"{text}"'
+    return "value"
+
+
+def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
+    """All findings for an object: validity first, then each host through every rule."""
+    findings = invalid_findings(claim)
+    if claim.problems:
+        return findings
+    for host in claim.hosts:
+        for rule in HOST_RULES:
+            findings.extend(rule(host, ctx))
+    return findings

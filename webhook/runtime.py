@@ -1,0 +1,88 @@
+"""What a running server holds: the policy and snapshot in force, and its sinks (shell).
+
+Writers replace ``policy`` and ``snapshot`` whole (one attribute assignment each, atomic under
+the GIL); a request reads each once at its start and keeps that value for the whole decision.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass, field
+
+from webhook.audit import AuditLog
+from webhook.claims import SERVICE, SERVICE_ENTRY
+from webhook.metrics import Metrics
+from webhook.policy import Policy
+from webhook.registry import Snapshot
+
+log = logging.getLogger("seguard")
+
+
+@dataclass
+class Runtime:
+    audit: AuditLog
+    metrics: Metrics = field(default_factory=Metrics)
+    policy: Policy | None = None
+    snapshot: Snapshot | None = None
+    policy_error: str = ""
+    # Sources that must finish a first full sync before the server is ready (kubernetes: one per
+    # kind); each maps to True once synced.
+    syncs: dict[str, bool] = field(default_factory=dict)
+    draining: bool = False
+    # Body limit for /validate and /mutate, in bytes.
+    max_body: int = 6 * 1024 * 1024
+
+    def set_policy(self, policy: Policy) -> Policy:
+        generation = (self.policy.generation if self.policy else 0) + 1
+        self.policy = policy.with_generation(generation)
+        self.policy_error = ""
+        self.metrics.policy_generation.set(generation)
+        self.metrics.policy_valid.set(1)
+        return self.policy
+
+    def reject_policy(self, error: str) -> None:
+        self.policy_error = error
+        self.metrics.policy_errors.inc()
+        self.metrics.policy_valid.set(0)
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        m = self.metrics
+        m.registry_entries.labels(SERVICE).set(snapshot.count(SERVICE))
+        m.registry_entries.labels(SERVICE_ENTRY).set(snapshot.count(SERVICE_ENTRY))
+        m.registry_entries.labels("Namespace").set(len(snapshot.namespaces))
+        m.registry_skipped.set(len(snapshot.skipped))
+        # The snapshot lives until the next swap: move it out of the collector's sight, so a full
+        # collection does not walk 100k entries (about 30 ms) in the middle of a request. Old
+        # snapshots hold no reference cycles, so reference counting still frees them.
+        gc.freeze()
+
+    @property
+    def policy_generation(self) -> int:
+        return self.policy.generation if self.policy else 0
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        details: dict[str, object] = {
+            "policy": {
+                "loaded": self.policy is not None,
+                "generation": self.policy_generation,
+                "source": self.policy.source if self.policy else None,
+                "lastError": self.policy_error or None,
+            },
+            "registry": {
+                "loaded": self.snapshot is not None,
+                "generation": self.snapshot.generation if self.snapshot else 0,
+                "entries": len(self.snapshot) if self.snapshot else 0,
+                "synced": dict(self.syncs),
+            },
+            "draining": self.draining,
+        }
+        ready = (
+            self.policy is not None
+            and self.snapshot is not None
+            and all(self.syncs.values())
+            and not self.draining
+        )
+        self.metrics.ready.set(1 if ready else 0)
+        return ready, details

@@ -1,0 +1,1 @@
+"""Registry sources: where the names in the registry come from (shell)."""
