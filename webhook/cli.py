@@ -20,6 +20,7 @@ import orjson
 
 from webhook import __version__
 from webhook.policy import Policy, PolicyError, default_policy, parse_policy_text
+from webhook.registry import RegistryBuilder
 
 EXIT_OK = 0
 EXIT_DENIED = 1
@@ -55,14 +56,19 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy_text(text, source=str(path))
 
 
-def _registry_builder(dirs: Sequence[Path], policy: Policy) -> Any:
-    from webhook.registry import RegistryBuilder
+def load_registry(policy_file: Path | None, dirs: Sequence[Path]) -> tuple[Policy, RegistryBuilder]:
+    """The policy (``--policy``, else one kept in the registry folders, else the built-in) and
+    the registry built from the folders' manifests."""
     from webhook.sources import files
 
-    objects = files.read_objects(dirs) if dirs else []
-    return RegistryBuilder.bulk(
-        ((files.SOURCE, obj) for obj in objects), cluster_domain=policy.cluster_domain
+    located = files.read_located(dirs) if dirs else []
+    policy = (
+        load_policy(policy_file) if policy_file else files.policy_in(located) or default_policy()
     )
+    builder = RegistryBuilder.bulk(
+        ((files.SOURCE, obj) for _, obj in located), cluster_domain=policy.cluster_domain
+    )
+    return policy, builder
 
 
 def _print_table(rows: list[list[str]], headers: list[str]) -> None:
@@ -84,8 +90,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from webhook.check import check_objects
     from webhook.sources import files
 
-    policy = load_policy(args.policy)
-    builder = _registry_builder(args.registry_dir, policy)
+    policy, builder = load_registry(args.policy, args.registry_dir)
     objects = files.read_objects(args.files)
     results = check_objects(objects, policy=policy, builder=builder)
     if not results:
@@ -94,16 +99,35 @@ def cmd_check(args: argparse.Namespace) -> int:
         _emit_json([r.as_dict() for r in results])
     else:
         rows = [
-            [r.namespace, r.name, "allowed" if r.allowed else "denied", ",".join(r.reasons) or "-"]
+            [
+                r.namespace,
+                r.name,
+                r.operation,
+                "allowed" if r.allowed else "denied",
+                ",".join(r.reasons) or "-",
+                _defaults_column(r.patch),
+            ]
             for r in results
         ]
-        _print_table(rows, ["NAMESPACE", "NAME", "RESULT", "REASONS"])
-        for r in results:
-            for message in r.messages:
-                print(f"{r.namespace}/{r.name}: {message}")
-            if r.patch:
-                print(f"{r.namespace}/{r.name}: defaults: {json.dumps(r.patch)}")
+        _print_table(rows, ["NAMESPACE", "NAME", "OPERATION", "RESULT", "REASONS", "DEFAULTS"])
+        messages = [f"{r.namespace}/{r.name}: {m}" for r in results for m in r.messages]
+        if messages:
+            print()
+            print("\n".join(messages))
     return EXIT_OK if all(r.allowed for r in results) else EXIT_DENIED
+
+
+def _defaults_column(patch: list[dict[str, Any]]) -> str:
+    shown = [
+        f"{op['path'].removeprefix('/spec/')}={_short_value(op['value'])}"
+        for op in patch
+        if op.get("path", "").startswith("/spec/")
+    ]
+    return " ".join(shown) or "-"
+
+
+def _short_value(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 # --- seguard registry ------------------------------------------------------------------------
@@ -130,8 +154,8 @@ def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy)
-    snapshot = _registry_builder(args.registry_dir, policy).snapshot()
+    policy, builder = load_registry(args.policy, args.registry_dir)
+    snapshot = builder.snapshot()
     rows = registry_rows(snapshot, policy)
     if args.output == "json":
         _emit_json(rows)
@@ -234,11 +258,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.app import create_app, create_ops_app
     from webhook.audit import open_audit_log
     from webhook.metrics import Metrics
-    from webhook.registry import empty_snapshot
     from webhook.runtime import Runtime
-    from webhook.sources import files
 
-    policy = load_policy(args.policy)
+    policy, builder = load_registry(args.policy, args.registry_dir)
     cert_dir: Path = args.cert_dir if args.cert_dir is not None else Path("certs")
     if args.cert_dir is None and certs.ensure_dev_certs(cert_dir):
         log.info("made development certificates in %s/ (CA: %s)", cert_dir, cert_dir / "ca.crt")
@@ -253,12 +275,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     runtime = Runtime(audit=audit_log, metrics=metrics)
     runtime.set_policy(policy)
-    if args.registry_dir:
-        runtime.set_snapshot(
-            files.load_snapshot(args.registry_dir, cluster_domain=policy.cluster_domain)
-        )
-    else:
-        runtime.set_snapshot(empty_snapshot(policy.cluster_domain))
+    runtime.set_snapshot(builder.snapshot())
     listeners = server.Listeners(
         webhook=server.bind(args.host, args.port), ops=server.bind(args.host, args.metrics_port)
     )

@@ -141,16 +141,21 @@ def render_export_to(export_to: Iterable[str] | None, default: Iterable[str]) ->
 
 
 def host_denied(host: str, ctx: Context) -> Iterator[Finding]:
+    """A denied pattern that matches the host, or that a wildcard host would reach into."""
     for pattern in ctx.rules.hosts.denied:
-        if hosts.overlaps(pattern, host):
-            yield finding_of(
-                Code.HOST_DENIED,
-                host,
-                Action.DENY,
-                f'host "{host}" matches "{pattern}", which the ServiceEntryPolicy denies; '
-                "remove it, or ask the cluster admin",
-            )
-            return
+        if hosts.covers(pattern, host):
+            what = f'host "{host}" matches "{pattern}"'
+        elif hosts.covers(host, pattern):
+            what = f'wildcard host "{host}" covers "{pattern}"'
+        else:
+            continue
+        yield finding_of(
+            Code.HOST_DENIED,
+            host,
+            Action.DENY,
+            f"{what}, which the ServiceEntryPolicy denies; remove it, or ask the cluster admin",
+        )
+        return
 
 
 def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from webhook.policy import API_VERSION, KIND, Policy, parse_policy
 from webhook.registry import Snapshot, build_snapshot
 
 SOURCE = "files"
@@ -47,14 +48,16 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
-        raise ManifestError(f"{path}:{where}: {problem}") from None
+        decoded = text.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text") from None
+    try:
+        documents = list(yaml.load_all(decoded, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
+        raise ManifestError(f"{path}: {where}{problem}") from None
     for index, doc in enumerate(documents):
         if doc is None:
             continue
@@ -79,8 +82,31 @@ def flatten(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield doc
 
 
+def read_located(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every object under ``paths``, with the file it came from."""
+    return [(path, obj) for path in manifest_files(paths) for obj in read_documents(path)]
+
+
 def read_objects(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    return [obj for path in manifest_files(paths) for obj in read_documents(path)]
+    return [obj for _, obj in read_located(paths)]
+
+
+def is_policy(obj: dict[str, Any]) -> bool:
+    return obj.get("kind") == KIND and obj.get("apiVersion") == API_VERSION
+
+
+def policy_in(located: Iterable[tuple[Path, dict[str, Any]]]) -> Policy | None:
+    """The ServiceEntryPolicy kept beside the manifests, if there is one. Two is an error."""
+    found = [(path, obj) for path, obj in located if is_policy(obj)]
+    if len(found) > 1:
+        raise ManifestError(
+            f"{found[0][0]} and {found[1][0]} both hold a ServiceEntryPolicy; keep one, or "
+            "choose with --policy"
+        )
+    if not found:
+        return None
+    path, document = found[0]
+    return parse_policy(document, source=str(path))
 
 
 def load_snapshot(paths: Iterable[Path], *, cluster_domain: str) -> Snapshot:

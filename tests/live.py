@@ -1,0 +1,141 @@
+"""A real seguard server for tests: uvicorn over TLS on loopback, in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from webhook import certs, server
+from webhook.app import create_app, create_ops_app
+from webhook.audit import AuditLog, FileSink
+from webhook.policy import Policy, default_policy
+from webhook.registry import Snapshot, empty_snapshot
+from webhook.runtime import Runtime
+
+
+@dataclass
+class LiveServer:
+    runtime: Runtime
+    web: server.WebhookServer
+    cert_dir: Path
+    audit_path: Path
+    thread: threading.Thread
+    loop: asyncio.AbstractEventLoop
+    errors: list[BaseException] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.web.listeners.webhook_port
+
+    @property
+    def ops_port(self) -> int:
+        return self.web.listeners.ops_port
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert_dir / certs.CA_FILE))
+
+    def connection(self) -> http.client.HTTPSConnection:
+        """One keep-alive connection, as the API server holds them."""
+        return http.client.HTTPSConnection(
+            "localhost", self.port, context=self.client_context(), timeout=10
+        )
+
+    def call(
+        self, path: str, body: bytes | dict[str, Any], *, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
+        """One request on a connection of its own."""
+        conn = self.connection()
+        try:
+            return post(conn, path, body, content_type=content_type)
+        finally:
+            conn.close()
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        lines = self.audit_path.read_bytes().splitlines() if self.audit_path.exists() else []
+        return [orjson.loads(line) for line in lines]
+
+
+def issue_certs(cert_dir: Path) -> None:
+    ca, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    certs.write_pairs(cert_dir, ca, leaf)
+
+
+@contextlib.contextmanager
+def running(
+    tmp_path: Path,
+    *,
+    policy: Policy | None = None,
+    snapshot: Snapshot | None = None,
+    max_body: int | None = None,
+) -> Iterator[LiveServer]:
+    cert_dir = tmp_path / "certs"
+    issue_certs(cert_dir)
+    audit_path = tmp_path / "audit.log"
+    runtime = Runtime(audit=AuditLog([FileSink(str(audit_path))]))
+    if max_body is not None:
+        runtime.max_body = max_body
+    chosen = policy or default_policy()
+    runtime.set_policy(chosen)
+    runtime.set_snapshot(snapshot or empty_snapshot(chosen.cluster_domain))
+    listeners = server.Listeners(
+        webhook=server.bind("127.0.0.1", 0), ops=server.bind("127.0.0.1", 0)
+    )
+    loop = uvloop.new_event_loop()
+    holder: dict[str, server.WebhookServer] = {}
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        web = server.WebhookServer(
+            webhook_app=create_app(runtime),
+            ops_app=create_ops_app(runtime),
+            listeners=listeners,
+            ssl_context=certs.server_context(cert_dir),
+        )
+        holder["web"] = web
+        try:
+            loop.run_until_complete(web.serve(on_started=started.set))
+        except BaseException as exc:  # reported by the test that owns the server
+            errors.append(exc)
+            started.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name="seguard-test-server", daemon=True)
+    thread.start()
+    if not started.wait(30):
+        raise RuntimeError("the test server did not start")
+    if errors:
+        raise RuntimeError(f"the test server failed: {errors[0]!r}")
+    live = LiveServer(runtime, holder["web"], cert_dir, audit_path, thread, loop, errors)
+    try:
+        yield live
+    finally:
+        loop.call_soon_threadsafe(live.web.stop)
+        thread.join(30)
+        runtime.audit.close()
+
+
+def post(
+    conn: http.client.HTTPConnection,
+    path: str,
+    body: bytes | dict[str, Any],
+    *,
+    content_type: str = "application/json",
+) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    conn.request("POST", path, body=data, headers={"Content-Type": content_type})
+    response = conn.getresponse()
+    raw = response.read()
+    return response.status, orjson.loads(raw) if raw else {}

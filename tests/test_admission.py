@@ -1,0 +1,122 @@
+"""AdmissionReview in and out: what is a 400, and the shape of every answer."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.factories import make_review, make_service_entry
+from webhook.admission import (
+    WARNING_MAX,
+    WARNINGS_TOTAL_MAX,
+    MalformedReview,
+    fit_message,
+    fit_warnings,
+    parse_review,
+    peek_uid,
+    response,
+)
+
+
+def with_request(**changes: Any) -> dict[str, Any]:
+    review = make_review(make_service_entry())
+    review["request"].update(changes)
+    return review
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        pytest.param([], "JSON object", id="a-list"),
+        pytest.param({**make_review(make_service_entry()), "apiVersion": "admission.k8s.io/v1beta1"}, "apiVersion", id="v1beta1-review"),
+        pytest.param({**make_review(make_service_entry()), "kind": "Review"}, "kind", id="wrong-kind"),
+        pytest.param({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "request", id="no-request"),
+        pytest.param(with_request(uid=""), "uid", id="empty-uid"),
+        pytest.param(with_request(operation="PATCH"), "operation", id="unknown-operation"),
+        pytest.param(with_request(object=None), "object is required", id="create-without-object"),
+        pytest.param(with_request(object="spec"), "object must be an object", id="object-not-an-object"),
+        pytest.param(with_request(requestKind=None, kind=None), "kind", id="no-kind"),
+        pytest.param(with_request(namespace=7), "namespace", id="namespace-not-a-string"),
+    ],
+)  # fmt: skip
+def test_malformed_reviews_are_refused_with_the_reason(body: Any, fragment: str) -> None:
+    with pytest.raises(MalformedReview, match=fragment):
+        parse_review(body)
+
+
+def test_delete_needs_no_object() -> None:
+    obj = make_service_entry()
+    req = parse_review(make_review(None, operation="DELETE", old=obj))
+    assert req.operation == "DELETE" and req.object is None and req.old_object == obj
+
+
+def test_generate_name_is_kept_for_display() -> None:
+    obj = make_service_entry(name="", metadata={"generateName": "wild-"})
+    req = parse_review(make_review(obj))
+    assert req.name == "" and req.display_name == "wild-*"
+
+
+def test_the_request_version_is_the_one_the_client_used() -> None:
+    assert parse_review(make_review(make_service_entry(), version="v1alpha3")).version == "v1alpha3"
+
+
+@pytest.mark.parametrize(
+    ("body", "uid"),
+    [
+        pytest.param({"request": {"uid": "abc"}}, "abc", id="uid-of-a-partial-review"),
+        pytest.param({"request": "x"}, "", id="request-not-an-object"),
+        pytest.param([], "", id="not-an-object"),
+    ],
+)
+def test_peek_uid_finds_what_can_be_echoed(body: Any, uid: str) -> None:
+    assert peek_uid(body) == uid
+
+
+def test_a_denial_carries_code_403_and_the_message() -> None:
+    answer = response(
+        "u1", allowed=False, message="no [HostDenied]", audit_annotations={"decision": "denied"}
+    )
+    assert answer == {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": "u1",
+            "allowed": False,
+            "status": {"code": 403, "reason": "Forbidden", "message": "no [HostDenied]"},
+            "auditAnnotations": {"decision": "denied"},
+        },
+    }
+
+
+def test_a_patch_is_base64_json_patch() -> None:
+    ops = [{"op": "add", "path": "/spec/location", "value": "MESH_EXTERNAL"}]
+    body = response("u", allowed=True, patch=ops)["response"]
+    assert body["patchType"] == "JSONPatch"
+    assert orjson.loads(base64.b64decode(body["patch"])) == ops
+
+
+@pytest.mark.parametrize(
+    "warnings",
+    [
+        pytest.param(["x" * 500], id="one-long-warning"),
+        pytest.param([f"warning {i} " + "y" * 100 for i in range(200)], id="many-warnings"),
+        pytest.param(["short"] * 3, id="a-few-short-ones"),
+    ],
+)
+def test_warnings_fit_the_api_servers_limits(warnings: list[str]) -> None:
+    fitted = fit_warnings(warnings)
+    assert all(len(w) <= WARNING_MAX for w in fitted)
+    assert sum(len(w) for w in fitted) <= WARNINGS_TOTAL_MAX
+    if sum(min(len(w), WARNING_MAX) for w in warnings) <= WARNINGS_TOTAL_MAX:
+        assert len(fitted) == len(warnings)
+    else:
+        assert fitted[-1].startswith("... and ")
+
+
+def test_a_long_denial_message_is_cut_with_a_count() -> None:
+    message = fit_message([f"host h{i}.example.com is denied [HostDenied]" for i in range(500)])
+    assert len(message) <= 3000
+    assert "more (see the audit log)" in message

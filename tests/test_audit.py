@@ -1,0 +1,120 @@
+"""Audit records: their schema, the append-only file, and reading them back."""
+
+from __future__ import annotations
+
+import io
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from tests.factories import make_policy, make_request, make_service_entry, make_snapshot
+from webhook import review
+from webhook.audit import (
+    SCHEMA_VERSION,
+    AuditLog,
+    FileSink,
+    StreamSink,
+    admission_record,
+    read_records,
+    should_record,
+)
+
+REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
+WHEN = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
+
+
+def denied_record() -> dict[str, object]:
+    req = make_request(
+        make_service_entry("copy", "team-b", ["api.stripe.com"]),
+        user="bob",
+        groups=["devs"],
+        dry_run=True,
+        version="v1beta1",
+    )
+    verdict = review.validate(req, policy=make_policy(), snapshot=REGISTRY)
+    return admission_record(req, verdict, webhook="validate", policy_generation=4, now=WHEN)
+
+
+def test_a_denial_record_answers_who_what_when_and_why() -> None:
+    record = denied_record()
+    assert record == {
+        "schemaVersion": SCHEMA_VERSION,
+        "event": "admission.decision",
+        "time": "2026-11-23T10:00:00.123Z",
+        "webhook": "validate",
+        "uid": "6f1c2d3e-0000-4000-8000-000000000001",
+        "operation": "CREATE",
+        "dryRun": True,
+        "user": "bob",
+        "groups": ["devs"],
+        "namespace": "team-b",
+        "name": "copy",
+        "kind": "ServiceEntry",
+        "version": "v1beta1",
+        "hosts": ["api.stripe.com"],
+        "decision": "denied",
+        "mode": "Enforce",
+        "exemption": None,
+        "findings": [
+            {
+                "code": "ConflictServiceEntry",
+                "host": "api.stripe.com",
+                "action": "Deny",
+                "outcome": "denied",
+                "message": record["findings"][0]["message"],  # type: ignore[index]
+                "owner": {
+                    "kind": "ServiceEntry",
+                    "namespace": "team-a",
+                    "name": "stripe",
+                    "host": "api.stripe.com",
+                    "exportTo": "*",
+                },
+            }
+        ],
+        "policyGeneration": 4,
+    }
+
+
+def test_clean_allows_are_recorded_only_when_the_policy_asks() -> None:
+    req = make_request(make_service_entry("free", "team-b", ["free.example.com"]))
+    quiet = review.validate(req, policy=make_policy(), snapshot=REGISTRY)
+    loud = review.validate(
+        req, policy=make_policy(audit={"recordAllowed": True}), snapshot=REGISTRY
+    )
+    assert not should_record(quiet)
+    assert should_record(loud)
+
+
+def test_the_file_sink_appends_and_keeps_earlier_records(tmp_path: Path) -> None:
+    path = tmp_path / "audit" / "seguard.log"
+    for n in range(2):
+        log = AuditLog([FileSink(str(path))])
+        log.write({"schemaVersion": 1, "n": n})
+        log.close()
+    assert [orjson.loads(line)["n"] for line in path.read_bytes().splitlines()] == [0, 1]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_failing_sink_does_not_stop_the_others_and_is_counted(tmp_path: Path) -> None:
+    class Broken:
+        name = "broken"
+
+        def write(self, line: bytes) -> None:
+            raise OSError("disk full")
+
+        def close(self) -> None:
+            pass
+
+    failures: list[str] = []
+    stream = io.BytesIO()
+    log = AuditLog([Broken(), StreamSink(stream)], on_failure=failures.append)
+    assert log.write({"schemaVersion": 1}) is False
+    assert failures == ["broken"]
+    assert stream.getvalue() == b'{"schemaVersion":1}\n'
+
+
+def test_reading_back_skips_a_torn_last_line() -> None:
+    lines = [orjson.dumps(denied_record()), b'{"schemaVersion":1,"event":"admission.dec']
+    assert [r["name"] for r in read_records(lines)] == ["copy"]

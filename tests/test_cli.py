@@ -1,0 +1,383 @@
+"""The seguard command: check, registry, policy validate, certs generate and serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from webhook.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ALL_CODES = {
+    "InvalidHost",
+    "HostNotAllowed",
+    "HostDenied",
+    "WildcardNotAllowed",
+    "WildcardTooBroad",
+    "ReservedClusterDomain",
+    "ConflictKubernetesService",
+    "ShadowsKubernetesService",
+    "ConflictServiceEntry",
+    "DuplicateHost",
+    "WildcardOverlap",
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def seguard(
+    *argv: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The installed command, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "webhook.cli", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write(path: Path, documents: list[dict[str, Any]]) -> Path:
+    path.write_text(yaml.safe_dump_all(documents))
+    return path
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def test_check_of_the_examples_shows_every_reason_code_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(
+        capsys,
+        "check",
+        str(EXAMPLES / "serviceentries"),
+        "--registry-dir",
+        str(EXAMPLES / "cluster"),
+        "-o",
+        "json",
+    )
+    results = json.loads(out)
+    assert status == 1
+    seen = {code for r in results for code in r["reasons"]}
+    assert seen == ALL_CODES
+    for result in results:
+        assert set(result) == {"namespace", "name", "allowed", "warnings", "reasons", "patch"}
+
+
+def test_a_clean_service_entry_alone_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        "check",
+        str(EXAMPLES / "serviceentries" / "01-clean.yaml"),
+        "--registry-dir",
+        str(EXAMPLES / "cluster"),
+        "-o",
+        "json",
+    )
+    [result] = json.loads(out)
+    assert status == 0
+    assert result["allowed"] is True and result["reasons"] == []
+    assert {op["path"] for op in result["patch"]} == {
+        "/metadata/annotations",
+        "/spec/location",
+        "/spec/resolution",
+    }
+
+
+def test_check_table_names_the_owner_and_the_way_out(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(
+        capsys,
+        "check",
+        str(EXAMPLES / "serviceentries" / "10-conflict-service-entry.yaml"),
+        "--registry-dir",
+        str(EXAMPLES / "cluster"),
+    )
+    assert status == 1
+    header = out.splitlines()[0].split()
+    assert header == ["NAMESPACE", "NAME", "OPERATION", "RESULT", "REASONS", "DEFAULTS"]
+    assert "team-a/stripe" in out and 'exportTo: ["."]' in out
+
+
+def test_a_manifest_already_in_the_registry_is_judged_as_an_update(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    entry = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "stripe", "namespace": "team-a"},
+        "spec": {
+            "hosts": ["api.stripe.com"],
+            "ports": [{"name": "tls", "number": 443, "protocol": "TLS"}],
+        },
+    }
+    write(cluster / "se.yaml", [entry])
+    changed = json.loads(json.dumps(entry))
+    changed["spec"]["ports"][0]["number"] = 8443
+    manifest = write(tmp_path / "change.yaml", [changed])
+    status, out, _ = run(capsys, "check", str(manifest), "--registry-dir", str(cluster))
+    assert status == 0
+    assert out.splitlines()[1].split()[:4] == ["team-a", "stripe", "UPDATE", "allowed"]
+
+
+def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "one", "namespace": ns},
+            "spec": {"hosts": ["shared.example.com"]},
+        }
+        for ns in ("team-x", "team-y")
+    ]
+    status, out, _ = run(capsys, "check", str(write(tmp_path / "two.yaml", docs)), "-o", "json")
+    first, second = json.loads(out)
+    assert status == 1
+    assert first["allowed"] is True
+    assert second["reasons"] == ["ConflictServiceEntry"]
+
+
+def test_a_manifest_without_a_namespace_is_in_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "ServiceEntry",
+        "metadata": {"name": "n"},
+        "spec": {"hosts": ["n.example.com"]},
+    }
+    status, out, _ = run(capsys, "check", str(write(tmp_path / "n.yaml", [doc])), "-o", "json")
+    assert status == 0
+    assert json.loads(out)[0]["namespace"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        pytest.param("kind: [unclosed", "line", id="yaml-that-does-not-parse"),
+        pytest.param("- just\n- a list\n", "not an object", id="a-document-that-is-not-an-object"),
+        pytest.param(b"\xff\xfe\xfa", "UTF-8", id="bytes-that-are-not-text"),
+    ],
+)
+def test_an_unreadable_manifest_is_one_clear_line_and_exit_2(
+    tmp_path: Path, content: str | bytes, fragment: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    result = seguard("check", str(path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("seguard: error: ")
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_file_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    result = seguard("check", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert result.stderr == f"seguard: error: {tmp_path / 'nope.yaml'}: no such file or folder\n"
+
+
+def test_usage_errors_exit_2_with_one_line() -> None:
+    result = seguard("check")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "FILE" in result.stderr
+
+
+# --- registry --------------------------------------------------------------------------------
+
+
+def test_registry_prints_one_hostname_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "registry", "--registry-dir", str(EXAMPLES / "cluster"))
+    assert status == 0
+    lines = out.splitlines()
+    assert "reviews.bookinfo.svc.cluster.local" in lines
+    assert "api.stripe.com" in lines
+    assert lines == sorted(lines)
+    assert len(lines) == 4 + 4  # four Services, four ServiceEntry hosts
+
+
+def test_registry_table_and_json_show_owner_and_source(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run(capsys, "registry", "--registry-dir", str(EXAMPLES / "cluster"), "-o", "json")
+    rows = {r["hostname"]: r for r in json.loads(out)}
+    assert rows["api.github.com"] == {
+        "hostname": "api.github.com",
+        "kind": "ServiceEntry",
+        "namespace": "team-a",
+        "name": "github",
+        "exportTo": ".",
+        "source": "files",
+    }
+    _, out, _ = run(capsys, "registry", "--registry-dir", str(EXAMPLES / "cluster"), "-o", "table")
+    assert out.splitlines()[0].split() == [
+        "HOSTNAME",
+        "KIND",
+        "NAMESPACE",
+        "NAME",
+        "EXPORTTO",
+        "SOURCE",
+    ]
+
+
+# --- policy validate -------------------------------------------------------------------------
+
+
+def test_policy_validate_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "policy", "validate", str(EXAMPLES / "cluster" / "policy.yaml"))
+    assert status == 0
+    assert "valid ServiceEntryPolicy" in out and "2 namespace rules" in out
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        pytest.param({"mode": "Enforce", "hostz": {}}, "spec.hostz", id="unknown-field"),
+        pytest.param(
+            {"hosts": {"allowed": ["*.*.example.com"]}}, "spec.hosts.allowed[0]", id="bad-pattern"
+        ),
+        pytest.param({"mode": "Strict"}, "spec.mode", id="bad-mode"),
+    ],
+)
+def test_policy_validate_names_the_bad_field_in_one_line(
+    tmp_path: Path, spec: dict[str, Any], path: str
+) -> None:
+    file = write(
+        tmp_path / "p.yaml",
+        [{"apiVersion": "seguard.io/v1alpha1", "kind": "ServiceEntryPolicy", "spec": spec}],
+    )
+    result = seguard("policy", "validate", str(file))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert path in result.stderr
+
+
+# --- certs generate ------------------------------------------------------------------------
+
+
+def test_certs_generate_makes_an_ecdsa_pair_with_the_service_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, _ = run(
+        capsys,
+        "certs",
+        "generate",
+        "--out",
+        str(tmp_path),
+        "--service",
+        "guard",
+        "--namespace",
+        "mesh-admin",
+        "--days",
+        "30",
+    )
+    assert status == 0
+    leaf = x509.load_pem_x509_certificate((tmp_path / "tls.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    names = leaf.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName)
+    assert names == [
+        "guard",
+        "guard.mesh-admin",
+        "guard.mesh-admin.svc",
+        "guard.mesh-admin.svc.cluster.local",
+    ]
+    key = leaf.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    leaf.verify_directly_issued_by(ca)
+    assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).days in (29, 30)
+    assert oct((tmp_path / "tls.key").stat().st_mode & 0o777) == "0o600"
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def test_serve_with_no_flags_prints_a_curl_command_that_works(tmp_path: Path) -> None:
+    """In an empty folder with no kubeconfig: dev certificates, built-in policy, empty registry."""
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webhook.cli", "serve", "--port", "0", "--metrics-port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        curl = ""
+        deadline = time.monotonic() + 60
+        while not curl and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            if line.strip().startswith("curl "):
+                curl = line.strip()
+        assert curl, "serve printed no curl command"
+        assert (tmp_path / "certs" / "tls.crt").exists()
+        result = subprocess.run(
+            shlex.split(curl), cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["kind"] == "AdmissionReview"
+        assert answer["response"]["uid"] == "00000000-0000-0000-0000-000000000001"
+        assert answer["response"]["allowed"] is False
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    record = json.loads(out.splitlines()[0])
+    assert record["event"] == "admission.decision" and record["decision"] == "denied"
+
+
+def test_serve_with_a_bad_policy_fails_fast_in_one_line(tmp_path: Path) -> None:
+    policy = write(
+        tmp_path / "p.yaml",
+        [
+            {
+                "apiVersion": "seguard.io/v1alpha1",
+                "kind": "ServiceEntryPolicy",
+                "spec": {"mode": "Sometimes"},
+            }
+        ],
+    )
+    result = seguard(
+        "serve", "--policy", str(policy), "--port", "0", "--metrics-port", "0", cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("seguard: error:")
+    assert "spec.mode" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_with_a_missing_cert_dir_says_what_to_do(tmp_path: Path) -> None:
+    result = seguard(
+        "serve", "--cert-dir", str(tmp_path / "nowhere"), "--port", "0", "--metrics-port", "0"
+    )
+    assert result.returncode == 2
+    assert "seguard certs generate" in result.stderr and "Traceback" not in result.stderr

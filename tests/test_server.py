@@ -1,0 +1,300 @@
+"""The real server: uvicorn over TLS on loopback, driven by keep-alive clients."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import socket
+import ssl
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import load_fixture_review
+from tests.factories import make_review, make_service, make_service_entry, make_snapshot
+from tests.live import LiveServer, post, running
+from webhook import rules, server
+
+REGISTRY = make_snapshot(
+    make_service("reviews", "bookinfo"),
+    make_service_entry("stripe", "team-a", ["api.stripe.com"]),
+    make_service_entry("googleapis", "team-b", ["*.googleapis.com"]),
+)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running(tmp_path_factory.mktemp("live"), snapshot=REGISTRY, max_body=1024 * 1024) as srv:
+        yield srv
+
+
+def test_one_keep_alive_connection_answers_many_reviews(live: LiveServer) -> None:
+    conn = live.connection()
+    status, first = post(
+        conn, "/validate", make_review(make_service_entry("a", "team-c", ["a.example.com"]))
+    )
+    sock = conn.sock
+    assert status == 200 and first["response"]["allowed"] is True
+    for i in range(20):
+        uid = f"uid-{i}"
+        review = make_review(make_service_entry(f"s{i}", "team-c", ["api.stripe.com"]), uid=uid)
+        status, body = post(conn, "/validate", review)
+        assert status == 200
+        assert body["response"]["uid"] == uid
+        assert body["response"]["allowed"] is False
+        assert body["response"]["status"]["code"] == 403
+        assert "[ConflictServiceEntry]" in body["response"]["status"]["message"]
+    assert conn.sock is sock, "the server closed a kept-alive connection"
+    conn.close()
+
+
+def test_keep_alive_outlasts_the_api_servers_idle_timeout(live: LiveServer) -> None:
+    # The API server drops idle webhook connections after 90 s; we must not drop them first.
+    assert live.web.https.config.timeout_keep_alive > 90
+
+
+def test_mutate_returns_a_json_patch(live: LiveServer) -> None:
+    status, body = live.call("/mutate", load_fixture_review("00-mutating-create-v1.json"))
+    response = body["response"]
+    assert status == 200 and response["allowed"] is True
+    patch = orjson.loads(base64.b64decode(response["patch"]))
+    assert {"op": "add", "path": "/spec/location", "value": "MESH_EXTERNAL"} in patch
+    assert any("seguard set defaults" in w for w in response["warnings"])
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(p.name for p in (Path(__file__).parent / "data" / "admission-reviews").glob("*.json")),
+)
+def test_every_captured_review_gets_a_well_formed_answer(live: LiveServer, fixture: str) -> None:
+    body = load_fixture_review(fixture)
+    path = "/mutate" if "-mutating-" in fixture else "/validate"
+    status, answer = live.call(path, body)
+    assert status == 200
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == body["request"]["uid"]
+
+
+def test_wildcard_held_elsewhere_is_denied_over_https(live: LiveServer) -> None:
+    status, body = live.call(
+        "/validate", load_fixture_review("07-validating-create-v1alpha3-generatename.json")
+    )
+    assert status == 200
+    assert body["response"]["allowed"] is False
+    assert body["response"]["auditAnnotations"] == {
+        "decision": "denied",
+        "reasons": "ConflictServiceEntry",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        pytest.param(b"{not json", "application/json", 400, id="malformed-json"),
+        pytest.param(b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}', "application/json", 400, id="review-without-request"),
+        pytest.param(orjson.dumps({**make_review(make_service_entry()), "apiVersion": "admission.k8s.io/v1beta1"}), "application/json", 400, id="wrong-api-version"),
+        pytest.param(orjson.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "operation": "CREATE", "kind": {}}}), "application/json", 400, id="create-without-object"),
+        pytest.param(b"[]", "application/json", 400, id="a-list-not-an-object"),
+        pytest.param(b"\xff\xfe\x00", "application/json", 400, id="not-utf8"),
+        pytest.param(orjson.dumps(make_review(make_service_entry())), "text/plain", 415, id="wrong-content-type"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_a_clear_error_and_the_server_keeps_serving(
+    live: LiveServer, body: bytes, content_type: str, status: int
+) -> None:
+    got, answer = live.call("/validate", body, content_type=content_type)
+    assert got == status
+    assert answer["error"]
+    got, answer = live.call(
+        "/validate", make_review(make_service_entry("ok", "team-c", ["ok.example.com"]))
+    )
+    assert got == 200 and answer["response"]["allowed"] is True
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_parsed(live: LiveServer) -> None:
+    conn = live.connection()
+    conn.putrequest("POST", "/validate")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(50 * 1024 * 1024))
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413
+    assert b"limit" in response.read()
+    conn.close()
+    status, _ = live.call(
+        "/validate", make_review(make_service_entry("ok", "team-c", ["ok.example.com"]))
+    )
+    assert status == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused(live: LiveServer) -> None:
+    conn = live.connection()
+    chunk = b" " * 65536
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"apiVersion":"admission.k8s.io/v1",'
+        for _ in range(40):  # 2.5 MiB of whitespace, over the 1 MiB limit of this server
+            yield chunk
+
+    conn.request(
+        "POST",
+        "/validate",
+        body=chunks(),
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = conn.getresponse()
+    assert response.status == 413
+    conn.close()
+
+
+def test_ten_thousand_hosts_are_denied_with_a_clear_message(live: LiveServer) -> None:
+    obj = make_service_entry("many", "team-c", [f"h{i}.example.com" for i in range(10_000)])
+    status, body = live.call("/validate", make_review(obj))
+    assert status == 200
+    assert body["response"]["allowed"] is False
+    assert "10000 entries" in body["response"]["status"]["message"]
+
+
+def test_hosts_that_are_not_strings_are_denied(live: LiveServer) -> None:
+    obj = make_service_entry("odd", "team-c", ["a.example.com", {"host": "b"}, None])
+    for path in ("/validate", "/mutate"):
+        status, body = live.call(path, make_review(obj))
+        assert status == 200
+        assert body["response"]["allowed"] is False
+        assert body["response"]["status"]["message"].count("[InvalidHost]") == 2
+
+
+def test_warnings_stay_within_the_api_servers_limits(tmp_path: Path) -> None:
+    # 200 hosts, each already held in the same namespace: 200 DuplicateHost warnings.
+    held = [f"service-number-{i:03}.a-rather-long-domain-name.example.com" for i in range(200)]
+    snapshot = make_snapshot(make_service_entry("old", "team-c", held))
+    with running(tmp_path, snapshot=snapshot) as srv:
+        status, body = srv.call("/validate", make_review(make_service_entry("new", "team-c", held)))
+    warnings = body["response"]["warnings"]
+    assert status == 200 and body["response"]["allowed"] is True
+    assert all(len(w) <= 120 for w in warnings)
+    assert sum(len(w) for w in warnings) <= 4096
+    assert "more" in warnings[-1]
+
+
+def test_an_internal_error_fails_closed_and_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the rule engine raises as a bug would. The answer must be a denial.
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(rules, "evaluate", broken)
+    with running(tmp_path, snapshot=REGISTRY) as srv:
+        review = make_review(
+            make_service_entry("x", "team-c", ["free.example.com"]), uid="uid-fault"
+        )
+        status, body = srv.call("/validate", review)
+        records = srv.audit_records()
+    assert status == 200
+    response = body["response"]
+    assert response["uid"] == "uid-fault"
+    assert response["allowed"] is False
+    assert response["status"]["code"] == 500
+    assert [r["findings"][0]["code"] for r in records if r["uid"] == "uid-fault"] == [
+        "InternalError"
+    ]
+
+
+def test_the_audit_record_is_on_disk_before_the_response_arrives(live: LiveServer) -> None:
+    uid = "uid-audit-order"
+    review = make_review(
+        make_service_entry("s", "team-c", ["api.stripe.com"]), uid=uid, dry_run=True
+    )
+    _, body = live.call("/validate", review)
+    assert body["response"]["allowed"] is False
+    matching = [r for r in live.audit_records() if r["uid"] == uid]
+    assert len(matching) == 1
+    record = matching[0]
+    assert record["decision"] == "denied"
+    assert record["dryRun"] is True
+    assert record["namespace"] == "team-c" and record["name"] == "s"
+    assert record["user"] == "alice"
+    assert record["hosts"] == ["api.stripe.com"]
+    assert record["findings"][0]["owner"]["name"] == "stripe"
+    assert record["policyGeneration"] == 1
+
+
+def test_operations_endpoints_answer_on_the_plain_port(live: LiveServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", live.ops_port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().read() == b"ok\n"
+    conn.request("GET", "/readyz")
+    response = conn.getresponse()
+    ready = orjson.loads(response.read())
+    assert response.status == 200 and ready["ready"] is True
+    assert ready["policy"]["generation"] == 1
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    assert 'seguard_admission_requests_total{result="denied",webhook="validate"}' in text
+    assert "seguard_admission_duration_seconds_bucket" in text
+    assert 'seguard_registry_entries{kind="ServiceEntry"} 2.0' in text
+    conn.close()
+
+
+def test_webhook_paths_are_not_served_on_the_plain_port(live: LiveServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", live.ops_port, timeout=10)
+    conn.request("POST", "/validate", body=b"{}", headers={"Content-Type": "application/json"})
+    assert conn.getresponse().status == 404
+    conn.close()
+
+
+def test_get_on_validate_is_refused(live: LiveServer) -> None:
+    conn = live.connection()
+    conn.request("GET", "/validate")
+    assert conn.getresponse().status == 405
+    conn.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_tls_below_1_2_is_refused(live: LiveServer, version: ssl.TLSVersion) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    # Let this client offer the old protocols, so that it is the server that refuses them.
+    with contextlib.suppress(ssl.SSLError):
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    with warnings.catch_warnings():  # the client means to use the deprecated protocols
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = version
+    with (
+        socket.create_connection(("127.0.0.1", live.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLError),
+    ):
+        context.wrap_socket(raw, server_hostname="localhost")
+
+
+@pytest.mark.parametrize(
+    ("version", "name"),
+    [(ssl.TLSVersion.TLSv1_2, "TLSv1.2"), (ssl.TLSVersion.TLSv1_3, "TLSv1.3")],
+)
+def test_tls_1_2_and_1_3_are_accepted(live: LiveServer, version: ssl.TLSVersion, name: str) -> None:
+    context = live.client_context()
+    context.minimum_version = context.maximum_version = version
+    with (
+        socket.create_connection(("127.0.0.1", live.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.version() == name
+
+
+def test_a_busy_port_fails_at_startup_with_a_clear_message() -> None:
+    holder = server.bind("127.0.0.1", 0)
+    port = holder.getsockname()[1]
+    try:
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            server.bind("127.0.0.1", port)
+    finally:
+        holder.close()
