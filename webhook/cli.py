@@ -56,18 +56,39 @@ def load_policy(path: Path | None) -> Policy:
     return parse_policy_text(text, source=str(path))
 
 
-def load_registry(policy_file: Path | None, dirs: Sequence[Path]) -> tuple[Policy, RegistryBuilder]:
+def load_registry(
+    policy_file: Path | None,
+    dirs: Sequence[Path],
+    *,
+    kubeconfig: Path | None = None,
+    istiod_url: str | None = None,
+) -> tuple[Policy, RegistryBuilder]:
     """The policy (``--policy``, else one kept in the registry folders, else the built-in) and
-    the registry built from the folders' manifests."""
+    the registry: the folders' manifests, plus one full read of the cluster (``--kubeconfig``)
+    and of istiod's registryz (``--istiod-url``) when given."""
     from webhook.sources import files
 
     located = files.read_located(dirs) if dirs else []
     policy = (
         load_policy(policy_file) if policy_file else files.policy_in(located) or default_policy()
     )
-    builder = RegistryBuilder.bulk(
-        ((files.SOURCE, obj) for _, obj in located), cluster_domain=policy.cluster_domain
-    )
+    objects: list[tuple[str, Any]] = [(files.SOURCE, obj) for _, obj in located]
+    if kubeconfig is not None:
+        from webhook.sources import kubernetes
+
+        found = kubernetes.find_kubeconfig(kubeconfig)
+        cluster_objects, notes = kubernetes.read_cluster(kubernetes.connect(found))
+        for note in notes:
+            print(f"seguard: {note}", file=sys.stderr)
+        objects += [(kubernetes.SOURCE, obj) for obj in cluster_objects]
+    builder = RegistryBuilder.bulk(objects, cluster_domain=policy.cluster_domain)
+    if istiod_url:
+        from webhook.sources import istiod
+
+        claims = istiod.claims_from_registryz(
+            istiod.fetch(istiod_url), cluster_domain=policy.cluster_domain
+        )
+        builder = builder.replace_claims(istiod.SOURCE, claims)
     return policy, builder
 
 
@@ -90,7 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from webhook.check import check_objects
     from webhook.sources import files
 
-    policy, builder = load_registry(args.policy, args.registry_dir)
+    policy, builder = load_registry(args.policy, args.registry_dir, kubeconfig=args.kubeconfig)
     objects = files.read_objects(args.files)
     results = check_objects(objects, policy=policy, builder=builder)
     if not results:
@@ -154,7 +175,9 @@ def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
-    policy, builder = load_registry(args.policy, args.registry_dir)
+    policy, builder = load_registry(
+        args.policy, args.registry_dir, kubeconfig=args.kubeconfig, istiod_url=args.istiod_url
+    )
     snapshot = builder.snapshot()
     rows = registry_rows(snapshot, policy)
     if args.output == "json":
@@ -253,6 +276,80 @@ def curl_command(*, host: str, port: int, cert_dir: Path) -> str:
     )
 
 
+def _cluster_for_serve(args: argparse.Namespace) -> tuple[bool, Path | None]:
+    """Whether serve follows a cluster, and through which kubeconfig (None: in-cluster).
+
+    ``--kubeconfig`` always; otherwise, with no ``--registry-dir``, a kubeconfig found in
+    $KUBECONFIG or ~/.kube/config, or the pod's service account."""
+    from webhook.sources import kubernetes
+
+    if args.kubeconfig is not None:
+        return True, kubernetes.find_kubeconfig(args.kubeconfig)
+    if args.registry_dir:
+        return False, None
+    found = kubernetes.find_kubeconfig(None)
+    if found is not None:
+        return True, found
+    return kubernetes.in_cluster(), None
+
+
+def _start_sources(
+    args: argparse.Namespace,
+    *,
+    policy: Policy,
+    builder: RegistryBuilder,
+    runtime: Any,
+    cluster: bool,
+    kubeconfig: Path | None,
+) -> list[Any]:
+    """Start what keeps the registry current; returns what to stop on the way out."""
+    from webhook.sources.store import RegistryStore
+
+    metrics = runtime.metrics
+    stoppers: list[Any] = []
+    store: RegistryStore
+    if cluster:
+        from webhook.sources import kubernetes
+
+        transport = kubernetes.connect(kubeconfig)
+        log.info(
+            "following the cluster at %s (%s)",
+            transport.host,
+            kubeconfig or "in-cluster service account",
+        )
+        runtime.syncs = {r.kind: False for r in kubernetes.RESOURCES}
+
+        def synced(resource: kubernetes.Resource, state: kubernetes.KindState) -> None:
+            # Once synced, a kind stays synced: readiness does not flap on a reconnect.
+            runtime.syncs[resource.kind] = runtime.syncs.get(resource.kind, False) or state.synced
+
+        source = kubernetes.KubernetesSource(
+            transport,
+            cluster_domain=policy.cluster_domain,
+            on_snapshot=runtime.set_snapshot,
+            on_change=synced,
+            initial=builder,
+        )
+        metrics.watch(source)
+        store = source.store
+        source.start()
+        stoppers.append(source)
+    else:
+        store = RegistryStore(
+            cluster_domain=policy.cluster_domain, on_snapshot=runtime.set_snapshot, initial=builder
+        )
+        runtime.set_snapshot(store.snapshot())
+        store.start_publisher()
+        stoppers.append(store)
+    if args.istiod_url:
+        from webhook.sources import istiod
+
+        poller = istiod.IstiodPoller(args.istiod_url, store, cluster_domain=policy.cluster_domain)
+        poller.start()
+        stoppers.append(poller)
+    return stoppers
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from webhook import certs, server
     from webhook.app import create_app, create_ops_app
@@ -261,11 +358,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.runtime import Runtime
 
     policy, builder = load_registry(args.policy, args.registry_dir)
+    follow_cluster, kubeconfig = _cluster_for_serve(args)
     cert_dir: Path = args.cert_dir if args.cert_dir is not None else Path("certs")
     if args.cert_dir is None and certs.ensure_dev_certs(cert_dir):
         log.info("made development certificates in %s/ (CA: %s)", cert_dir, cert_dir / "ca.crt")
-    if args.kubeconfig is not None or args.istiod_url is not None:
-        raise CommandError("--kubeconfig and --istiod-url are not available yet in this build")
     ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
     metrics = Metrics()
     audit_log = open_audit_log(
@@ -275,9 +371,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     runtime = Runtime(audit=audit_log, metrics=metrics)
     runtime.set_policy(policy)
-    runtime.set_snapshot(builder.snapshot())
     listeners = server.Listeners(
         webhook=server.bind(args.host, args.port), ops=server.bind(args.host, args.metrics_port)
+    )
+    stoppers = _start_sources(
+        args,
+        policy=policy,
+        builder=builder,
+        runtime=runtime,
+        cluster=follow_cluster,
+        kubeconfig=kubeconfig,
     )
     web = server.WebhookServer(
         webhook_app=create_app(runtime),
@@ -288,11 +391,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def started() -> None:
         snapshot = runtime.snapshot
-        entries = len(snapshot) if snapshot else 0
+        where = (
+            "following the cluster"
+            if follow_cluster
+            else f"{len(snapshot) if snapshot else 0} registry objects"
+        )
         print(
             f"seguard {__version__}: webhook on https://{args.host}:{listeners.webhook_port} "
             f"(/validate, /mutate), operations on http://{args.host}:{listeners.ops_port} "
-            f"(/healthz, /readyz, /metrics); policy {policy.source}, {entries} registry objects",
+            f"(/healthz, /readyz, /metrics); policy {policy.source}, {where}",
             file=sys.stderr,
         )
         print("Try it:", file=sys.stderr)
@@ -305,6 +412,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.run(lambda: web.serve(on_started=started))
     finally:
+        for stopper in stoppers:
+            stopper.stop()
         audit_log.close()
     return EXIT_OK
 
@@ -405,13 +514,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     return parser
 
 
-def _unsupported_kubeconfig(args: argparse.Namespace) -> None:
-    if getattr(args, "kubeconfig", None) is not None and args.func is not cmd_serve:
-        raise CommandError("--kubeconfig is not available yet in this build")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # two servers, one banner of ours
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # our own messages say what failed
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -421,7 +526,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
-        _unsupported_kubeconfig(args)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except CommandError as exc:
@@ -438,8 +542,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from webhook.certs import CertificateError
         from webhook.sources.files import ManifestError
+        from webhook.sources.istiod import IstiodError
+        from webhook.sources.kubernetes import ClusterError
 
-        if isinstance(exc, ManifestError | CertificateError | OSError | ValueError):
+        known = ManifestError | CertificateError | ClusterError | IstiodError | OSError | ValueError
+        if isinstance(exc, known):
             return _fail(str(exc), EXIT_USAGE)
         return _fail(f"internal error: {type(exc).__name__}: {exc}", EXIT_INTERNAL)
 

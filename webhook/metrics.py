@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # The API server's own webhook latency histogram starts at 5 ms; finer buckets below it show
@@ -96,5 +101,44 @@ class Metrics:
         )
         self.ready = Gauge("seguard_ready", "1 when /readyz answers 200.", registry=r)
 
+    def watch(self, source: Any) -> None:
+        """Expose a KubernetesSource's per-kind state, read at scrape time."""
+        self.registry.register(_SourceCollector(source))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _SourceCollector:
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        synced = GaugeMetricFamily(
+            "seguard_registry_synced", "1 once a kind has had its first full list.", labels=["kind"]
+        )
+        restarts = CounterMetricFamily(
+            "seguard_registry_watch_restarts",
+            "Watches started again (stream ended, error, 410), by kind.",
+            labels=["kind"],
+        )
+        relists = CounterMetricFamily(
+            "seguard_registry_relists", "Full lists after the first, by kind.", labels=["kind"]
+        )
+        age = GaugeMetricFamily(
+            "seguard_registry_last_event_age_seconds",
+            "Seconds since the last list, event or bookmark, by kind.",
+            labels=["kind"],
+        )
+        now = time.time()
+        for watcher in self.source.watchers:
+            kind = watcher.resource.kind
+            state = watcher.state
+            synced.add_metric([kind], 1.0 if state.synced else 0.0)
+            restarts.add_metric([kind], float(state.restarts))
+            relists.add_metric([kind], float(state.relists))
+            age.add_metric([kind], now - state.last_event if state.last_event else float("nan"))
+        yield from (synced, restarts, relists, age)

@@ -16,7 +16,7 @@ cover it); a wildcard adds one read of ``under``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -106,22 +106,42 @@ def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
     )
 
 
-@dataclass
 class RegistryBuilder:
     """The mutable side: apply objects and deletions, then take an immutable ``snapshot()``.
 
-    Values in the index dictionaries are tuples that are replaced, never changed in place, so a
-    snapshot only needs shallow copies of the dictionaries.
+    Values of ``names`` and ``short`` are small tuples, replaced on change. A domain in ``under``
+    may hold 100,000 names (``svc.cluster.local``), so a change does not copy its tuple: it goes
+    into an ordered set of pending changes for that domain, and the tuple is rebuilt once, when
+    ``under`` or a snapshot is next read. A burst of events then costs one copy per domain, not
+    one per event. A snapshot only needs shallow copies of the dictionaries.
     """
 
-    cluster_domain: str = "cluster.local"
-    names: dict[str, tuple[Claim, ...]] = field(default_factory=dict)
-    under: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    short: dict[str, tuple[Claim, ...]] = field(default_factory=dict)
-    claims: dict[ClaimKey, Claim] = field(default_factory=dict)
-    namespaces: dict[str, Labels] = field(default_factory=dict)
-    skipped: dict[ClaimKey, Skipped] = field(default_factory=dict)
-    generation: int = 0
+    def __init__(self, cluster_domain: str = "cluster.local") -> None:
+        self.cluster_domain = cluster_domain
+        self.names: dict[str, tuple[Claim, ...]] = {}
+        self._under: dict[str, tuple[str, ...]] = {}
+        self._pending: dict[str, dict[str, None]] = {}
+        self.short: dict[str, tuple[Claim, ...]] = {}
+        self.claims: dict[ClaimKey, Claim] = {}
+        self.namespaces: dict[str, Labels] = {}
+        self.skipped: dict[ClaimKey, Skipped] = {}
+        self.generation = 0
+
+    @property
+    def under(self) -> dict[str, tuple[str, ...]]:
+        for domain, inside in self._pending.items():
+            if inside:
+                self._under[domain] = tuple(inside)
+            else:
+                self._under.pop(domain, None)
+        self._pending.clear()
+        return self._under
+
+    def _domain(self, domain: str) -> dict[str, None]:
+        pending = self._pending.get(domain)
+        if pending is None:
+            pending = self._pending[domain] = dict.fromkeys(self._under.get(domain, ()))
+        return pending
 
     # --- whole objects, as a source sees them ---------------------------------------------
 
@@ -183,8 +203,7 @@ class RegistryBuilder:
     def bulk(
         cls, objects: Iterable[tuple[str, Mapping[str, Any]]], *, cluster_domain: str
     ) -> RegistryBuilder:
-        """Index many objects at once: lists while building, tuples once at the end, which is
-        several times faster than applying them one by one.
+        """Index many objects at once, several times faster than applying them one by one.
 
         ``objects`` yields (source, object) pairs. The last object with a given kind, namespace
         and name wins, as it would in a watch.
@@ -202,10 +221,56 @@ class RegistryBuilder:
                 # A later, unusable version replaces an earlier good one.
                 key = (kind, claims_mod.object_namespace(obj), claims_mod.object_name(obj))
                 latest.pop(key, None)
+        builder._index(latest)
+        return builder
+
+    def replace_kind(
+        self, kind: str, objects: Iterable[Mapping[str, Any]], *, source: str
+    ) -> RegistryBuilder:
+        """A new builder in which every object of ``kind`` from ``source`` is replaced by
+        ``objects`` (a relist: whatever is not listed is gone). Everything else is kept."""
+        fresh = RegistryBuilder.bulk(
+            ((source, obj) for obj in objects), cluster_domain=self.cluster_domain
+        )
+        builder = RegistryBuilder(cluster_domain=self.cluster_domain)
+        builder.generation = self.generation
+        if kind == claims_mod.NAMESPACE:
+            builder.namespaces = fresh.namespaces
+        else:
+            builder.namespaces = dict(self.namespaces)
+        kept = {
+            key: claim
+            for key, claim in self.claims.items()
+            if key[0] != kind or claim.source != source
+        }
+        kept.update(fresh.claims)
+        builder.skipped = {
+            key: s for key, s in self.skipped.items() if key[0] != kind or s.source != source
+        }
+        builder.skipped.update(fresh.skipped)
+        builder._index(kept)
+        return builder
+
+    def replace_claims(self, source: str, claims: Iterable[Claim]) -> RegistryBuilder:
+        """A new builder in which every claim of ``source`` is replaced by ``claims``. A claim
+        whose key another source already holds is left out: the other source is closer to the
+        object (the cluster itself, or the manifests)."""
+        builder = RegistryBuilder(cluster_domain=self.cluster_domain)
+        builder.generation = self.generation
+        builder.namespaces = dict(self.namespaces)
+        builder.skipped = dict(self.skipped)
+        kept = {key: claim for key, claim in self.claims.items() if claim.source != source}
+        for claim in claims:
+            kept.setdefault(claim.key, claim)
+        builder._index(kept)
+        return builder
+
+    def _index(self, claims: dict[ClaimKey, Claim]) -> None:
+        """Every index from ``claims`` in one pass: lists while building, tuples at the end."""
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
         short: dict[str, list[Claim]] = {}
-        for claim in latest.values():
+        for claim in claims.values():
             for name in claim.hosts + claim.aliases:
                 owners = names.get(name)
                 if owners is not None:
@@ -220,11 +285,11 @@ class RegistryBuilder:
                         inside.append(name)
             if claim.kind == claims_mod.SERVICE:
                 short.setdefault(f"{claim.namespace}/{claim.name}", []).append(claim)
-        builder.claims = latest
-        builder.names = {k: tuple(v) for k, v in names.items()}
-        builder.under = {k: tuple(v) for k, v in under.items()}
-        builder.short = {k: tuple(v) for k, v in short.items()}
-        return builder
+        self.claims = claims
+        self.names = {k: tuple(v) for k, v in names.items()}
+        self._under = {k: tuple(v) for k, v in under.items()}
+        self._pending = {}
+        self.short = {k: tuple(v) for k, v in short.items()}
 
     # --- claims ----------------------------------------------------------------------------
 
@@ -234,10 +299,11 @@ class RegistryBuilder:
             self.remove_claim(key)
         self.claims[key] = claim
         for name in claim.hosts + claim.aliases:
-            self.names[name] = (*self.names.get(name, ()), claim)
-            if len(self.names[name]) == 1:
+            owners = self.names.get(name, ())
+            self.names[name] = (*owners, claim)
+            if not owners:
                 for domain in _domains_above(name):
-                    self.under[domain] = (*self.under.get(domain, ()), name)
+                    self._domain(domain)[name] = None
         if claim.kind == claims_mod.SERVICE:
             short = f"{claim.namespace}/{claim.name}"
             self.short[short] = (*self.short.get(short, ()), claim)
@@ -253,11 +319,7 @@ class RegistryBuilder:
                 continue
             self.names.pop(name, None)
             for domain in _domains_above(name):
-                inside = tuple(other for other in self.under.get(domain, ()) if other != name)
-                if inside:
-                    self.under[domain] = inside
-                else:
-                    self.under.pop(domain, None)
+                self._domain(domain).pop(name, None)
         if claim.kind == claims_mod.SERVICE:
             short = f"{claim.namespace}/{claim.name}"
             left_short = tuple(o for o in self.short.get(short, ()) if o.key != key)

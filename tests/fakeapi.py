@@ -1,0 +1,296 @@
+"""A small fake Kubernetes API server for watch and relist tests.
+
+It serves list (with limit/continue) and watch (chunked JSON lines, bookmarks, 410 for a
+compacted resourceVersion) for Namespaces, Services and ServiceEntries, over plain HTTP on
+loopback, and lets a test inject the faults a real cluster has: a restart, a closed stream,
+compaction, RBAC refusals, a missing CRD, and a ServiceEntry with garbage in its spec.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+PATHS = {
+    "/api/v1/namespaces": ("Namespace", "v1"),
+    "/api/v1/services": ("Service", "v1"),
+    "/apis/networking.istio.io/v1/serviceentries": ("ServiceEntry", "networking.istio.io/v1"),
+}
+KIND_PATH = {kind: path for path, (kind, _) in PATHS.items()}
+
+
+class Cluster:
+    """The state: objects by kind, a global resourceVersion, and the event log."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.version = 100
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in KIND_PATH}
+        self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, obj)
+        self.compacted = 0  # watches from a version below this get 410
+        self.forbidden: set[tuple[str, str]] = set()  # (kind, verb)
+        self.missing: set[str] = set()  # kinds whose resource is not served (no CRD)
+        self.generation = 0  # bumped to close every open watch stream
+        self.requests: list[tuple[str, str]] = []  # (kind, "list" | "watch")
+        self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
+
+    def _bump(self) -> int:
+        self.version += 1
+        return self.version
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        kind = obj["kind"]
+        with self.lock:
+            meta = obj.setdefault("metadata", {})
+            key = (meta.get("namespace", ""), meta["name"])
+            existed = key in self.objects[kind]
+            meta["resourceVersion"] = str(self._bump())
+            meta.setdefault("creationTimestamp", "2026-11-23T10:00:00Z")
+            self.objects[kind][key] = copy.deepcopy(obj)
+            self.events.append(
+                (self.version, kind, "MODIFIED" if existed else "ADDED", copy.deepcopy(obj))
+            )
+            self.lock.notify_all()
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str, *, silently: bool = False) -> None:
+        """Remove an object; ``silently`` leaves no event (as if the watch was down and the
+        history compacted)."""
+        with self.lock:
+            obj = self.objects[kind].pop((namespace, name))
+            obj["metadata"]["resourceVersion"] = str(self._bump())
+            if not silently:
+                self.events.append((self.version, kind, "DELETED", obj))
+            else:
+                self.compacted = self.version
+            self.lock.notify_all()
+
+    def compact(self) -> None:
+        with self.lock:
+            self.compacted = self.version
+            self.lock.notify_all()
+
+    def close_watches(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.lock.notify_all()
+
+    def count(self, kind: str, verb: str) -> int:
+        with self.lock:
+            return sum(1 for k, v in self.requests if k == kind and v == verb)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, code: int, reason: str, message: str) -> None:
+        self._json(
+            code,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": message,
+                "reason": reason,
+                "code": code,
+            },
+        )
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path not in PATHS:
+            self._status(404, "NotFound", "the server could not find the requested resource")
+            return
+        kind, api_version = PATHS[url.path]
+        cluster = self.server.cluster
+        watching = query.get("watch") in ("true", "1")
+        verb = "watch" if watching else "list"
+        with cluster.lock:
+            cluster.requests.append((kind, verb))
+            if kind in cluster.missing:
+                self._status(404, "NotFound", "the server could not find the requested resource")
+                return
+            if (kind, verb) in cluster.forbidden:
+                resource = url.path.rsplit("/", 1)[1]
+                self._status(
+                    403,
+                    "Forbidden",
+                    f'{resource} is forbidden: User "system:serviceaccount:seguard:seguard" cannot {verb} resource "{resource}" at the cluster scope',
+                )
+                return
+        if watching:
+            self._watch(kind, query)
+        else:
+            self._list(kind, api_version, query)
+
+    def _list(self, kind: str, api_version: str, query: dict[str, str]) -> None:
+        cluster = self.server.cluster
+        limit = int(query.get("limit", "0") or 0)
+        start = int(query.get("continue", "0") or 0)
+        with cluster.lock:
+            items = [copy.deepcopy(o) for _, o in sorted(cluster.objects[kind].items())]
+            version = str(cluster.version)
+        for item in items:  # list items carry no kind or apiVersion, as from a real server
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        page = items[start : start + limit] if limit else items[start:]
+        nxt = start + len(page)
+        meta: dict[str, Any] = {"resourceVersion": version}
+        if limit and nxt < len(items):
+            meta["continue"] = str(nxt)
+        self._json(
+            200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": page}
+        )
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, kind: str, query: dict[str, str]) -> None:
+        cluster = self.server.cluster
+        since = int(query.get("resourceVersion", "0") or 0)
+        timeout = float(query.get("timeoutSeconds", "300"))
+        bookmarks = query.get("allowWatchBookmarks") == "true"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.monotonic() + timeout
+        with cluster.lock:
+            generation = cluster.generation
+        sent = since
+        try:
+            while time.monotonic() < deadline and not self.server.stopping:
+                with cluster.lock:
+                    if generation != cluster.generation:
+                        break  # the test closed the stream
+                    if sent < cluster.compacted:
+                        status = {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "reason": "Expired",
+                            "code": 410,
+                            "message": f"too old resource version: {sent} ({cluster.compacted})",
+                        }
+                        self._chunk(
+                            json.dumps({"type": "ERROR", "object": status}).encode() + b"\n"
+                        )
+                        break
+                    pending = [
+                        (rv, t, o) for rv, k, t, o in cluster.events if k == kind and rv > sent
+                    ]
+                    if not pending:
+                        cluster.lock.wait(0.1)
+                        mine = any(k == kind and rv > sent for rv, k, _, _ in cluster.events)
+                        if (
+                            bookmarks
+                            and self.server.bookmark_every
+                            and not mine
+                            and cluster.version > sent
+                        ):
+                            # Nothing of this kind up to the current version: say so.
+                            sent = cluster.version
+                            cluster.bookmarks[kind] = sent
+                            bookmark = {
+                                "kind": kind,
+                                "apiVersion": "v1",
+                                "metadata": {"resourceVersion": str(sent)},
+                            }
+                            self._chunk(
+                                json.dumps({"type": "BOOKMARK", "object": bookmark}).encode()
+                                + b"\n"
+                            )
+                        continue
+                for rv, event_type, obj in pending:
+                    self._chunk(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")
+                    sent = rv
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.stopping = False
+        self.bookmark_every = False
+        super().__init__(address, _Handler)
+
+
+class FakeApiServer:
+    def __init__(self, cluster: Cluster | None = None) -> None:
+        self.cluster = cluster or Cluster()
+        self.port = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._server = _Server(("127.0.0.1", self.port), self.cluster)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.stopping = True
+        self._server.shutdown()
+        self._server.server_close()
+        with self.cluster.lock:
+            self.cluster.lock.notify_all()
+        self._server = None
+
+    def restart(self, *, down_for: float = 0.0) -> None:
+        """Stop and start again on the same port, as an API server restart looks to a client."""
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+    def set_bookmarks(self, on: bool) -> None:
+        assert self._server is not None
+        self._server.bookmark_every = on
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        return path

@@ -1,0 +1,317 @@
+"""The watch loop against a small fake API server: list, watch, and every fault we know of.
+
+After each fault the published snapshot must equal the server's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import make_namespace, make_service, make_service_entry
+from tests.fakeapi import Cluster, FakeApiServer
+from webhook.registry import Snapshot
+from webhook.sources import kubernetes as k8s
+
+# Liveness bounds only: how long to wait for something that must happen, never a speed target.
+PATIENCE_S = 20.0
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+class Harness:
+    def __init__(self, fake: FakeApiServer, kubeconfig: Path) -> None:
+        self.fake = fake
+        self.cluster = fake.cluster
+        self.snapshots: list[Snapshot] = []
+        self.lock = threading.Lock()
+        self.transport = k8s.connect(kubeconfig)
+        self.source = k8s.KubernetesSource(
+            self.transport,
+            cluster_domain="cluster.local",
+            on_snapshot=self._got,
+            backoff_start=0.05,
+            backoff_max=0.2,
+            crd_retry=0.2,
+        )
+
+    def _got(self, snapshot: Snapshot) -> None:
+        with self.lock:
+            self.snapshots.append(snapshot)
+
+    @property
+    def latest(self) -> Snapshot | None:
+        with self.lock:
+            return self.snapshots[-1] if self.snapshots else None
+
+    def state_of_server(
+        self,
+    ) -> tuple[set[tuple[str, str, str, tuple[str, ...]]], dict[str, frozenset[tuple[str, str]]]]:
+        claims = set()
+        with self.cluster.lock:
+            for kind in ("Service", "ServiceEntry"):
+                for (ns, name), obj in self.cluster.objects[kind].items():
+                    if kind == "Service":
+                        hosts: tuple[str, ...] = (f"{name}.{ns}.svc.cluster.local",)
+                    else:
+                        spec = obj.get("spec")
+                        raw = spec.get("hosts") if isinstance(spec, dict) else None
+                        if not isinstance(raw, list) or not all(isinstance(h, str) for h in raw):
+                            continue  # garbage: skipped by the registry
+                        hosts = tuple(raw)
+                    claims.add((kind, ns, name, hosts))
+            namespaces = {
+                name: frozenset((obj.get("metadata", {}).get("labels") or {}).items())
+                for (_, name), obj in self.cluster.objects["Namespace"].items()
+            }
+        return claims, namespaces
+
+    def state_of_snapshot(
+        self,
+    ) -> tuple[set[tuple[str, str, str, tuple[str, ...]]], dict[str, frozenset[tuple[str, str]]]]:
+        snapshot = self.latest
+        if snapshot is None:
+            return set(), {}
+        claims = {(c.kind, c.namespace, c.name, c.hosts) for c in snapshot.claims.values()}
+        return claims, dict(snapshot.namespaces)
+
+    def force_relist(self, marker: str) -> None:
+        """Take the server down, change something, compact the history: watches that come back
+        are too old (410) and must list again."""
+        self.fake.stop()
+        self.cluster.put(make_namespace(marker))
+        self.cluster.compact()
+        self.fake.start()
+
+    def converged(self) -> bool:
+        return self.state_of_snapshot() == self.state_of_server()
+
+    def wait_converged(self, what: str) -> None:
+        wait_until(self.converged, what)
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    c = Cluster()
+    c.put(make_namespace("bookinfo", {"team": "bookinfo"}))
+    c.put(make_namespace("team-a", {"team": "a"}))
+    c.put(make_service("reviews", "bookinfo"))
+    c.put(make_service("ratings", "bookinfo"))
+    c.put(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
+    return c
+
+
+@pytest.fixture
+def harness(cluster: Cluster, tmp_path: Path) -> Iterator[Harness]:
+    fake = FakeApiServer(cluster)
+    fake.start()
+    h = Harness(fake, fake.kubeconfig(tmp_path / "kubeconfig"))
+    h.source.start()
+    try:
+        yield h
+    finally:
+        h.source.stop()
+        fake.stop()
+        h.source.join()
+
+
+def test_the_first_snapshot_is_published_only_after_every_kind_is_listed(harness: Harness) -> None:
+    harness.wait_converged("the first full sync")
+    first = harness.snapshots[0]
+    assert {key[0] for key in first.claims} == {"Service", "ServiceEntry"}
+    assert first.namespaces["team-a"] == frozenset({("team", "a")})
+    assert harness.source.synced
+
+
+def test_events_add_change_and_remove_objects(harness: Harness) -> None:
+    harness.wait_converged("the first full sync")
+    c = harness.cluster
+    c.put(make_service_entry("github", "team-a", ["api.github.com"]))
+    c.put(make_service_entry("stripe", "team-a", ["api.stripe.com", "files.stripe.com"]))
+    c.put(make_namespace("team-a", {"team": "a", "tier": "gold"}))
+    c.delete("Service", "bookinfo", "ratings")
+    harness.wait_converged("the events")
+    snapshot = harness.latest
+    assert snapshot is not None
+    assert [m.owner.name for m in snapshot.matches("files.stripe.com")] == ["stripe"]
+    assert list(snapshot.matches("ratings.bookinfo.svc.cluster.local")) == []
+    assert c.count("Service", "list") == 1, "an event must not cause a relist"
+
+
+def test_a_closed_watch_stream_resumes_from_the_last_version_without_a_relist(
+    harness: Harness,
+) -> None:
+    harness.wait_converged("the first full sync")
+    harness.cluster.close_watches()
+    harness.cluster.put(make_service("details", "bookinfo"))
+    harness.wait_converged("the event after the stream closed")
+    assert harness.cluster.count("Service", "list") == 1
+    assert harness.cluster.count("Service", "watch") >= 2
+
+
+def test_410_gone_makes_a_relist(harness: Harness) -> None:
+    harness.wait_converged("the first full sync")
+    harness.fake.stop()
+    harness.cluster.put(make_service("details", "bookinfo"))  # an event nobody watched
+    harness.cluster.compact()
+    harness.fake.start()
+    wait_until(lambda: harness.cluster.count("Service", "list") >= 2, "a relist after 410")
+    harness.wait_converged("the state after the relist")
+    assert all(w.state.synced for w in harness.source.watchers)
+
+
+def test_a_service_deleted_while_the_watch_is_down_is_removed_by_the_relist(
+    harness: Harness,
+) -> None:
+    harness.wait_converged("the first full sync")
+    harness.fake.stop()
+    # Deleted while nobody watched, and the history compacted: no DELETED event will come.
+    harness.cluster.delete("Service", "bookinfo", "ratings", silently=True)
+    harness.fake.start()
+    harness.cluster.close_watches()
+    harness.wait_converged("the relist that removes the Service")
+    snapshot = harness.latest
+    assert snapshot is not None
+    assert snapshot.get("Service", "bookinfo", "ratings") is None
+
+
+def test_an_api_server_restart_mid_watch_is_survived(harness: Harness) -> None:
+    harness.wait_converged("the first full sync")
+    restarts = sum(w.state.restarts for w in harness.source.watchers)
+    harness.fake.restart(down_for=0.5)
+    harness.cluster.put(make_service_entry("after", "team-a", ["after.example.com"]))
+    harness.wait_converged("the state after the restart")
+    assert sum(w.state.restarts for w in harness.source.watchers) > restarts
+    assert harness.source.synced, "readiness must not flap on a restart"
+
+
+def test_bookmarks_move_the_version_forward(harness: Harness) -> None:
+    """With bookmarks, a quiet Service watch learns the version moved on, so compacting the
+    history behind it does not force a relist when its stream is closed."""
+    harness.wait_converged("the first full sync")
+    harness.fake.set_bookmarks(True)
+    for i in range(3):
+        harness.cluster.put(make_namespace(f"extra-{i}"))
+    version = harness.cluster.version
+    watcher = next(w for w in harness.source.watchers if w.resource.kind == "Service")
+    wait_until(
+        lambda: int(watcher.state.version or 0) >= version, "the Service watcher to read a bookmark"
+    )
+    harness.cluster.compact()
+    harness.cluster.close_watches()
+    harness.cluster.put(make_service("details", "bookinfo"))
+    harness.wait_converged("the event after the bookmarks")
+    assert harness.cluster.count("Service", "list") == 1
+
+
+def test_a_service_entry_with_garbage_is_skipped_counted_and_logged_once(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="seguard.kubernetes")
+    harness.wait_converged("the first full sync")
+    garbage: dict[str, Any] = make_service_entry("junk", "team-a", [])
+    garbage["spec"] = {"hosts": "not-a-list", "ports": 7}
+    harness.cluster.put(garbage)
+    wait_until(lambda: bool(harness.latest and harness.latest.skipped), "the skipped object")
+    harness.force_relist("marker")  # a relist sees the same garbage again
+    wait_until(lambda: harness.cluster.count("ServiceEntry", "list") >= 2, "a relist")
+    harness.wait_converged("the state after the relist")
+    snapshot = harness.latest
+    assert snapshot is not None
+    assert [(s.namespace, s.name) for s in snapshot.skipped] == [("team-a", "junk")]
+    assert snapshot.get("ServiceEntry", "team-a", "junk") is None
+    logged = [r for r in caplog.records if "team-a/junk" in r.getMessage()]
+    assert len(logged) == 1
+
+
+def test_a_missing_crd_means_an_empty_service_entry_registry_until_it_appears(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.missing.add("ServiceEntry")
+    fake = FakeApiServer(cluster)
+    fake.start()
+    h = Harness(fake, fake.kubeconfig(tmp_path / "kc"))
+    h.source.start()
+    try:
+        wait_until(lambda: h.latest is not None, "the first snapshot without the CRD")
+        snapshot = h.latest
+        assert snapshot is not None
+        assert snapshot.count("ServiceEntry") == 0
+        assert snapshot.count("Service") == 2
+        se_watcher = next(w for w in h.source.watchers if w.resource.kind == "ServiceEntry")
+        assert "CRD is not installed" in se_watcher.state.error
+        cluster.missing.discard("ServiceEntry")  # Istio is installed
+        h.wait_converged("the ServiceEntries once the CRD exists")
+    finally:
+        h.source.stop()
+        fake.stop()
+        h.source.join()
+
+
+def test_rbac_refusal_names_the_verb_and_the_resource(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.forbidden.add(("Service", "watch"))
+    fake = FakeApiServer(cluster)
+    fake.start()
+    try:
+        transport = k8s.connect(fake.kubeconfig(tmp_path / "kc"))
+        service = next(r for r in k8s.RESOURCES if r.kind == "Service")
+        with pytest.raises(
+            k8s.Forbidden, match=r"RBAC forbids watch on services at the cluster scope"
+        ):
+            list(transport.watch(service, resource_version="1"))
+        cluster.forbidden = {("ServiceEntry", "list")}
+        with pytest.raises(
+            k8s.Forbidden, match=r"forbids list on serviceentries.networking.istio.io"
+        ):
+            k8s.read_cluster(transport)
+    finally:
+        fake.stop()
+
+
+def test_a_watcher_refused_by_rbac_keeps_the_server_unready_and_says_why(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.forbidden.add(("Service", "list"))
+    fake = FakeApiServer(cluster)
+    fake.start()
+    h = Harness(fake, fake.kubeconfig(tmp_path / "kc"))
+    h.source.start()
+    try:
+        watcher = next(w for w in h.source.watchers if w.resource.kind == "Service")
+        wait_until(lambda: "RBAC forbids list on services" in watcher.state.error, "the RBAC error")
+        assert not h.source.synced
+        assert h.latest is None, "nothing half-built may be published"
+        cluster.forbidden.clear()  # the admin fixes the Role
+        h.wait_converged("the sync once RBAC allows it")
+    finally:
+        h.source.stop()
+        fake.stop()
+        h.source.join()
+
+
+def test_lists_are_paged(cluster: Cluster, tmp_path: Path) -> None:
+    for i in range(1203):
+        cluster.put(make_service(f"svc-{i}", "bulk"))
+    fake = FakeApiServer(cluster)
+    fake.start()
+    try:
+        transport = k8s.connect(fake.kubeconfig(tmp_path / "kc"))
+        objects, notes = k8s.read_cluster(transport)
+        assert notes == []
+        assert sum(1 for o in objects if o["kind"] == "Service") == 1205
+        assert cluster.count("Service", "list") == 3  # 500 + 500 + 205
+    finally:
+        fake.stop()

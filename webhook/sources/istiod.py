@@ -1,0 +1,188 @@
+"""The istiod source, optional: poll ``/debug/registryz`` for what Istio itself sees (shell).
+
+It covers names the cluster's own API does not show: Services of remote clusters in a
+multicluster mesh, and other registry adapters. Each entry becomes a claim with source
+``istiod``; a claim whose object another source already holds is left to that source.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from webhook import hosts
+from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
+from webhook.sources.store import RegistryStore
+
+log = logging.getLogger("seguard.istiod")
+
+SOURCE = "istiod"
+# registryz is a full dump of istiod's registry (megabytes in a large mesh): every 30 s is often
+# enough for names that change at the pace of deployments, and light on istiod.
+POLL_EVERY_S = 30.0
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+FORBIDDEN_HINT = (
+    "istiod answered 403 for /debug/registryz: from Istio 1.28.4 on, debug endpoints answer only "
+    "callers in the Istio root namespace (istio-system) or in a namespace allow-listed for debug "
+    "access; run the webhook there, allow-list its namespace, or drop --istiod-url"
+)
+
+
+class IstiodError(Exception):
+    """registryz could not be read, as one line that says what to do."""
+
+
+def registryz_url(base: str) -> str:
+    base = base.rstrip("/")
+    return base if base.endswith("/debug/registryz") else base + "/debug/registryz"
+
+
+def fetch(
+    url: str, *, token_file: Path = SERVICE_ACCOUNT_TOKEN, timeout: float = 10.0
+) -> list[Any]:
+    """GET registryz with the pod's service account token (re-read each time: it rotates)."""
+    request = urllib.request.Request(registryz_url(url), headers={"Accept": "application/json"})
+    if token_file.exists():
+        request.add_header("Authorization", f"Bearer {token_file.read_text().strip()}")
+    context = ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 403:
+            raise IstiodError(FORBIDDEN_HINT) from None
+        raise IstiodError(f"istiod answered {exc.code} for {registryz_url(url)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise IstiodError(f"cannot reach istiod at {registryz_url(url)}: {reason}") from None
+    try:
+        services = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise IstiodError(f"istiod's registryz is not JSON ({exc})") from None
+    if not isinstance(services, list):
+        raise IstiodError("istiod's registryz is not a JSON array of services")
+    return services
+
+
+def _export_to(raw: object) -> tuple[str, ...] | None:
+    # A set in Go: a JSON object whose keys are the members (or a list, or null).
+    if isinstance(raw, dict):
+        return tuple(sorted(str(k) for k in raw)) or None
+    if isinstance(raw, list):
+        return tuple(str(v) for v in raw) or None
+    return None
+
+
+def claims_from_registryz(services: Iterable[Any], *, cluster_domain: str) -> list[Claim]:
+    """Kubernetes entries become Service claims (with aliases), External entries ServiceEntry
+    claims, one per object with all its hosts. Anything unusable is left out."""
+    grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for service in services:
+        if not isinstance(service, dict):
+            continue
+        attributes = service.get("Attributes")
+        if not isinstance(attributes, dict):
+            continue
+        namespace = attributes.get("Namespace")
+        name = attributes.get("ObjectName") or attributes.get("Name")
+        try:
+            host = hosts.normalize(service.get("hostname"))
+        except hosts.InvalidHost:
+            continue
+        if not isinstance(namespace, str) or not isinstance(name, str) or not name:
+            continue
+        registry = attributes.get("ServiceRegistry")
+        kind = SERVICE if registry == "Kubernetes" else SERVICE_ENTRY
+        entry = grouped.setdefault(
+            (kind, namespace, name),
+            {"hosts": [], "export_to": _export_to(attributes.get("ExportTo")), "created": ""},
+        )
+        if host not in entry["hosts"]:
+            entry["hosts"].append(host)
+        created = service.get("creationTime")
+        if isinstance(created, str) and (not entry["created"] or created < entry["created"]):
+            entry["created"] = created
+    claims: list[Claim] = []
+    for (kind, namespace, name), entry in grouped.items():
+        aliases: tuple[str, ...] = ()
+        if kind == SERVICE:
+            _, short, short_svc = hosts.kubernetes_names(name, namespace, cluster_domain)
+            aliases = (short, short_svc)
+        claims.append(
+            Claim(
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                hosts=tuple(entry["hosts"]),
+                aliases=aliases,
+                export_to=entry["export_to"],
+                created=entry["created"],
+                source=SOURCE,
+            )
+        )
+    return claims
+
+
+class IstiodPoller:
+    """Polls registryz in a thread and replaces the store's istiod claims each time."""
+
+    def __init__(
+        self,
+        url: str,
+        store: RegistryStore,
+        *,
+        cluster_domain: str,
+        every: float = POLL_EVERY_S,
+        on_result: Callable[[bool, str], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.store = store
+        self.cluster_domain = cluster_domain
+        self.every = every
+        self.last_error = ""
+        self.polls = 0
+        self._on_result = on_result
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="istiod-poller", daemon=True)
+
+    def poll_once(self) -> int:
+        services = fetch(self.url)
+        claims = claims_from_registryz(services, cluster_domain=self.cluster_domain)
+        self.store.replace_claims(SOURCE, claims)
+        self.polls += 1
+        return len(claims)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                count = self.poll_once()
+            except IstiodError as exc:
+                if str(exc) != self.last_error:
+                    log.error("%s; keeping the last good istiod entries", exc)
+                self.last_error = str(exc)
+                if self._on_result is not None:
+                    self._on_result(False, self.last_error)
+            else:
+                if self.last_error:
+                    log.info("istiod registryz is readable again (%d objects)", count)
+                self.last_error = ""
+                if self._on_result is not None:
+                    self._on_result(True, "")
+            self._stop.wait(self.every)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)

@@ -1,0 +1,515 @@
+"""The kubernetes source: list, then watch, Services, Namespaces and ServiceEntries (shell).
+
+Objects stay raw JSON (orjson), never the client's typed models: the typed path costs about five
+times as much. One thread per kind runs the list-then-watch loop; the ``RegistryStore`` they share
+turns their events into immutable snapshots, published whole.
+
+Per kind, the loop is client-go's reflector in miniature: list (paged) and replace that kind's
+objects; watch from the list's resourceVersion with bookmarks; on a closed stream, watch again
+from the last resourceVersion seen; on 410 Gone, list again; on any other error, back off from
+0.8 s, doubling up to 30 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from webhook.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
+from webhook.registry import RegistryBuilder, Snapshot
+from webhook.sources.store import RegistryStore
+
+log = logging.getLogger("seguard.kubernetes")
+
+SOURCE = "kubernetes"
+# client-go's defaults for a reflector's backoff: start at 800 ms, double, stop growing at 30 s.
+BACKOFF_START_S = 0.8
+BACKOFF_MAX_S = 30.0
+# The API server ends a watch after timeoutSeconds; a fresh watch from the last resourceVersion
+# is cheap, and a bounded watch notices a silently dead connection. client-go picks 5 to 10 min.
+WATCH_TIMEOUT_S = 300
+# Pages of 500 objects keep each list response small (the API server's default chunk size).
+PAGE_SIZE = 500
+# How often to look again for the ServiceEntry CRD while Istio is not installed.
+CRD_RETRY_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    api_version: str
+    path: str
+    group: str
+    plural: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES: tuple[Resource, ...] = (
+    Resource(NAMESPACE, "v1", "/api/v1/namespaces", "", "namespaces"),
+    Resource(SERVICE, "v1", "/api/v1/services", "", "services"),
+    Resource(
+        SERVICE_ENTRY,
+        "networking.istio.io/v1",
+        "/apis/networking.istio.io/v1/serviceentries",
+        "networking.istio.io",
+        "serviceentries",
+    ),
+)
+
+
+class ClusterError(Exception):
+    """A failure talking to the API server, as one line that says what to do."""
+
+
+class Forbidden(ClusterError):
+    """RBAC does not allow a verb on a resource."""
+
+
+class NotFound(ClusterError):
+    """The resource is not served (for ServiceEntries: the CRD is not installed)."""
+
+
+class Gone(Exception):
+    """The resourceVersion is too old (410): list again."""
+
+
+# --- talking to the API server ---------------------------------------------------------------
+
+
+class Transport:
+    """GET requests through the official client's configuration, authentication and TLS, with
+    raw bodies: ``param_serialize`` builds the request, ``call_api`` sends it unparsed."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    def _get(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(
+                method,
+                url,
+                header_params=headers,
+                body=body,
+                post_params=post,
+                _request_timeout=(CONNECT_TIMEOUT_S, read_timeout),
+            )
+        except ApiException as exc:
+            raise ClusterError(
+                f"cannot reach the API server at {self.host}: {exc.reason}"
+            ) from None
+        except Exception as exc:  # urllib3 connection errors, timeouts
+            raise ClusterError(
+                f"cannot reach the API server at {self.host}: {type(exc).__name__}: {exc}"
+            ) from None
+        return response
+
+    def _check(self, response: Any, verb: str, resource: Resource) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        data = response.read() or b""
+        try:
+            message = str(orjson.loads(data).get("message", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = data[:200].decode(errors="replace")
+        if status == 403:
+            raise Forbidden(
+                f"RBAC forbids {verb} on {resource.qualified} at the cluster scope; grant the "
+                f"webhook's service account {verb} on {resource.qualified} ({message})"
+            )
+        if status == 404:
+            raise NotFound(f"{resource.qualified} is not served by the API server ({message})")
+        if status == 410:
+            raise Gone(message)
+        if status == 401:
+            raise ClusterError(f"the API server refused the credentials (401): {message}")
+        raise ClusterError(f"{verb} {resource.qualified} failed with HTTP {status}: {message}")
+
+    def list(self, resource: Resource, *, continue_token: str = "") -> dict[str, Any]:
+        query = [("limit", str(PAGE_SIZE))]
+        if continue_token:
+            query.append(("continue", continue_token))
+        response = self._get(resource.path, query, read_timeout=60)
+        self._check(response, "list", resource)
+        try:
+            page: dict[str, Any] = orjson.loads(response.read())
+        except orjson.JSONDecodeError as exc:
+            raise ClusterError(
+                f"list {resource.qualified}: the API server sent bad JSON ({exc})"
+            ) from None
+        return page
+
+    def watch(
+        self,
+        resource: Resource,
+        *,
+        resource_version: str,
+        on_open: Callable[[Any], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events of a watch; ``on_open`` receives the raw response, so another thread can shut
+        it down to end a blocked read."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+        ]
+        # The read timeout outlasts the server's own timeout: silence longer than that means the
+        # connection is dead.
+        response = self._get(resource.path, query, read_timeout=WATCH_TIMEOUT_S + 30)
+        self._check(response, "watch", resource)
+        raw = response.response
+        if on_open is not None:
+            on_open(raw)
+        try:
+            buffer = b""
+            for chunk in raw.stream(65536, decode_content=True):
+                buffer += chunk
+                while True:
+                    newline = buffer.find(b"\n")
+                    if newline < 0:
+                        break
+                    line, buffer = buffer[:newline], buffer[newline + 1 :]
+                    if line.strip():
+                        yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ClusterError(
+                f"watch {resource.qualified}: bad JSON in the stream ({exc})"
+            ) from None
+        except ClusterError:
+            raise
+        except Exception as exc:  # the connection dropped mid-stream
+            raise ClusterError(
+                f"watch {resource.qualified} broke: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            raw.release_conn()
+
+
+def find_kubeconfig(explicit: Path | None) -> Path | None:
+    """The kubeconfig to use: the flag, else $KUBECONFIG's first existing file, else
+    ~/.kube/config if it exists. None means in-cluster (if in a pod) or no cluster at all."""
+    if explicit is not None:
+        if not explicit.exists():
+            raise ClusterError(f"kubeconfig {explicit} does not exist")
+        return explicit
+    for candidate in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    default = Path.home() / ".kube" / "config"
+    return default if default.exists() else None
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
+
+
+def connect(kubeconfig: Path | None) -> Transport:
+    """A transport for the kubeconfig, or the pod's service account when there is none."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+        else:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+    except config.ConfigException as exc:
+        where = kubeconfig or "the pod's service account"
+        raise ClusterError(f"cannot load {where}: {exc}") from None
+    except OSError as exc:
+        raise ClusterError(f"cannot load {kubeconfig}: {exc.strerror}") from None
+    # No hidden retries inside urllib3: the watch loop has its own backoff, and the CLI should
+    # fail at once with a clear line.
+    configuration.retries = 0
+    return Transport(client.ApiClient(configuration))
+
+
+def list_all(transport: Transport, resource: Resource) -> tuple[list[dict[str, Any]], str]:
+    """Every object of a kind (following continue tokens), and the list's resourceVersion."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = transport.list(resource, continue_token=token)
+        for item in page.get("items") or []:
+            if isinstance(item, dict):
+                # Items of a typed list carry no kind or apiVersion.
+                item.setdefault("kind", resource.kind)
+                item.setdefault("apiVersion", resource.api_version)
+                items.append(item)
+        meta = page.get("metadata") or {}
+        token = meta.get("continue") or ""
+        if not token:
+            return items, str(meta.get("resourceVersion") or "")
+
+
+def read_cluster(transport: Transport) -> tuple[list[dict[str, Any]], list[str]]:
+    """One full list of every kind, for the CLI. A missing ServiceEntry CRD is a note, not an
+    error: the ServiceEntry registry is then empty."""
+    objects: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for resource in RESOURCES:
+        try:
+            items, _ = list_all(transport, resource)
+        except NotFound:
+            if resource.kind != SERVICE_ENTRY:
+                raise
+            notes.append(
+                "the ServiceEntry CRD is not installed (is Istio installed?); "
+                "the ServiceEntry registry is empty"
+            )
+            continue
+        objects.extend(items)
+    return objects, notes
+
+
+# --- the watchers ------------------------------------------------------------------------------
+
+
+@dataclass
+class KindState:
+    synced: bool = False
+    last_event: float = 0.0  # time.time() of the last list or event
+    restarts: int = 0
+    relists: int = 0
+    error: str = ""
+    version: str = ""  # the last resourceVersion seen (list, event or bookmark)
+
+
+class Watcher:
+    """List-then-watch for one kind, in a thread of its own."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        resource: Resource,
+        store: RegistryStore,
+        *,
+        on_change: Callable[[Resource, KindState], None] | None = None,
+        backoff_start: float = BACKOFF_START_S,
+        backoff_max: float = BACKOFF_MAX_S,
+        crd_retry: float = CRD_RETRY_S,
+    ) -> None:
+        self.transport = transport
+        self.resource = resource
+        self.store = store
+        self.state = KindState()
+        self._on_change = on_change
+        self._backoff_start = backoff_start
+        self._backoff_max = backoff_max
+        self._crd_retry = crd_retry
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.run, name=f"watch-{resource.plural}", daemon=True
+        )
+        self._reported: str = ""
+        self._response: Any = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            # Unblock a read that may wait up to the watch timeout.
+            shutdown = getattr(response, "shutdown", None) or response.close
+            try:
+                shutdown()
+            except Exception as exc:  # already closed
+                log.debug("closing the watch of %s: %s", self.resource.qualified, exc)
+
+    def _opened(self, response: Any) -> None:
+        self._response = response
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self.resource, self.state)
+
+    def _report(self, message: str, *, level: int = logging.ERROR) -> None:
+        # One line per distinct problem, not one per retry.
+        self.state.error = message
+        if message != self._reported:
+            self._reported = message
+            log.log(level, "%s: %s", self.resource.qualified, message)
+        self._changed()
+
+    def relist(self) -> str:
+        items, version = list_all(self.transport, self.resource)
+        self.store.replace_kind(self.resource.kind, items, source=SOURCE)
+        first = not self.state.synced
+        self.state.synced = True
+        self.state.relists += 0 if first else 1
+        self.state.last_event = time.time()
+        self.state.version = version
+        self.state.error = ""
+        if self._reported:
+            log.info(
+                "%s: listed %d objects; the problem is gone", self.resource.qualified, len(items)
+            )
+            self._reported = ""
+        self._changed()
+        return version
+
+    def run(self) -> None:
+        delay = self._backoff_start
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version = self.relist()
+                delay = self._backoff_start
+                version = self._watch(version)
+                # The server ended the watch (its timeout, or it closed the stream): watch again
+                # from where we were.
+                self.state.restarts += 1
+                self._changed()
+            except Gone:
+                log.info(
+                    "%s: resourceVersion %s is gone (410); listing again",
+                    self.resource.qualified,
+                    version,
+                )
+                version = ""
+                self.state.restarts += 1
+            except NotFound as exc:
+                if self.resource.kind != SERVICE_ENTRY:
+                    self._report(str(exc))
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, self._backoff_max)
+                    continue
+                # Istio is not installed yet: an empty ServiceEntry registry, and look again.
+                self.store.replace_kind(self.resource.kind, [], source=SOURCE)
+                self.state.synced = True
+                version = ""
+                self._report(
+                    "the ServiceEntry CRD is not installed (is Istio installed?); treating "
+                    "the ServiceEntry registry as empty and checking again every "
+                    f"{self._crd_retry:g} s",
+                    level=logging.WARNING,
+                )
+                self._stop.wait(self._crd_retry)
+            except ClusterError as exc:
+                self._report(f"{exc}; retrying in {delay:.1f} s")
+                self.state.restarts += 1
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    def _watch(self, version: str) -> str:
+        events = self.transport.watch(self.resource, resource_version=version, on_open=self._opened)
+        for event in events:
+            if self._stop.is_set():
+                break
+            kind = event.get("type")
+            obj = event.get("object")
+            if not isinstance(obj, dict):
+                continue
+            if kind == "ERROR":
+                code = obj.get("code")
+                if code == 410:
+                    raise Gone(str(obj.get("message", "")))
+                raise ClusterError(f"watch error {code}: {obj.get('message', '')}")
+            meta = obj.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or version)
+            self.state.version = version
+            self.state.last_event = time.time()
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("kind", self.resource.kind)
+            obj.setdefault("apiVersion", self.resource.api_version)
+            if kind in ("ADDED", "MODIFIED"):
+                self.store.apply(obj, source=SOURCE)
+            elif kind == "DELETED":
+                self.store.delete(obj)
+        return version
+
+
+class KubernetesSource:
+    """All three watchers, and a publisher that swaps in new snapshots as they come."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        cluster_domain: str,
+        on_snapshot: Callable[[Snapshot], None],
+        on_change: Callable[[Resource, KindState], None] | None = None,
+        backoff_start: float = BACKOFF_START_S,
+        backoff_max: float = BACKOFF_MAX_S,
+        crd_retry: float = CRD_RETRY_S,
+        initial: RegistryBuilder | None = None,
+    ) -> None:
+        self.transport = transport
+        self.store = RegistryStore(
+            cluster_domain=cluster_domain, on_snapshot=self._publish, initial=initial
+        )
+        self._on_snapshot = on_snapshot
+        self.watchers = [
+            Watcher(
+                transport,
+                resource,
+                self.store,
+                on_change=on_change,
+                backoff_start=backoff_start,
+                backoff_max=backoff_max,
+                crd_retry=crd_retry,
+            )
+            for resource in RESOURCES
+        ]
+
+    @property
+    def synced(self) -> bool:
+        return all(w.state.synced for w in self.watchers)
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        # Serve nothing half-built: the first snapshot goes out once every kind has been listed.
+        if self.synced:
+            self._on_snapshot(snapshot)
+
+    def start(self) -> None:
+        for watcher in self.watchers:
+            watcher.start()
+        self.store.start_publisher(lambda: self.synced)
+
+    def stop(self) -> None:
+        self.store.stop()
+        for watcher in self.watchers:
+            watcher.stop()
+
+    def join(self, timeout: float = 5.0) -> None:
+        for watcher in self.watchers:
+            watcher.join(timeout)
+        self.store.join(timeout)
