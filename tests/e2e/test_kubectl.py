@@ -1,0 +1,160 @@
+"""Automatic enforcement on `kubectl apply`, against a real kube-apiserver (envtest convention).
+
+Without KUBEBUILDER_ASSETS (etcd and kube-apiserver) these tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.controlplane import ControlPlane
+from tests.factories import make_namespace, make_service, make_service_entry
+
+pytestmark = pytest.mark.e2e
+
+PATIENCE_S = 10.0  # liveness only: how long to keep retrying something that must happen
+
+
+def namespace(plane: ControlPlane, name: str) -> None:
+    plane.apply(make_namespace(name), check=True)
+
+
+def entry(
+    name: str,
+    namespace: str,
+    hosts: list[str],
+    api_version: str = "networking.istio.io/v1",
+    **spec: Any,
+) -> dict[str, Any]:
+    obj = make_service_entry(name, namespace, hosts, api_version=api_version, **spec)
+    return obj
+
+
+def get(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    out = plane.kubectl(
+        "get", "serviceentries.networking.istio.io", name, "-n", namespace, "-o", "yaml"
+    ).stdout
+    loaded: dict[str, Any] = yaml.safe_load(out)
+    return loaded
+
+
+def test_a_conflict_with_a_service_is_rejected_with_its_code(plane: ControlPlane) -> None:
+    for ns in ("bookinfo", "team-x"):
+        namespace(plane, ns)
+    plane.apply(make_service("reviews", "bookinfo"), check=True)
+    result = plane.apply(entry("hijack", "team-x", ["reviews.bookinfo.svc.cluster.local"]))
+    assert result.returncode != 0
+    assert "denied the request" in result.stderr
+    assert "ConflictKubernetesService" in result.stderr
+
+
+def test_a_conflict_with_another_service_entry_is_rejected(plane: ControlPlane) -> None:
+    for ns in ("team-a", "team-b"):
+        namespace(plane, ns)
+    plane.apply(entry("stripe", "team-a", ["api.stripe.com"]), check=True)
+    result = plane.apply(entry("stripe", "team-b", ["api.stripe.com"]))
+    assert result.returncode != 0
+    assert "ConflictServiceEntry" in result.stderr
+    assert "team-a/stripe" in result.stderr
+
+
+def test_an_allowed_service_entry_comes_back_defaulted(plane: ControlPlane) -> None:
+    namespace(plane, "team-c")
+    result = plane.apply(entry("httpbin", "team-c", ["httpbin.org"]), check=True)
+    assert "seguard set defaults" in result.stderr  # kubectl prints the warning
+    stored = get(plane, "team-c", "httpbin")
+    assert stored["spec"]["location"] == "MESH_EXTERNAL"
+    assert stored["spec"]["resolution"] == "DNS"
+    assert stored["metadata"]["annotations"]["seguard.io/defaulted"] == "location,resolution"
+
+
+@pytest.mark.parametrize("version", ["v1beta1", "v1alpha3"])
+def test_older_api_versions_are_judged_like_v1(plane: ControlPlane, version: str) -> None:
+    for ns in ("team-a", "team-d"):
+        namespace(plane, ns)
+    plane.apply(entry("stripe", "team-a", ["api.stripe.com"]), check=True)
+    result = plane.apply(
+        entry(
+            f"stripe-{version}",
+            "team-d",
+            ["api.stripe.com"],
+            api_version=f"networking.istio.io/{version}",
+        )
+    )
+    assert result.returncode != 0
+    assert "ConflictServiceEntry" in result.stderr
+    wildcard = plane.apply(
+        entry(
+            f"wild-{version}",
+            "team-d",
+            ["*.googleapis.com"],
+            api_version=f"networking.istio.io/{version}",
+        ),
+        check=True,
+    )
+    assert wildcard.returncode == 0
+    assert get(plane, "team-d", f"wild-{version}")["spec"]["resolution"] == "NONE"
+
+
+def test_server_side_dry_run_is_judged_and_stores_nothing(plane: ControlPlane) -> None:
+    namespace(plane, "team-e")
+    result = plane.apply(entry("everything", "team-e", ["*.co.uk"]), "--dry-run=server")
+    assert result.returncode != 0
+    assert "WildcardTooBroad" in result.stderr
+    missing = plane.kubectl(
+        "get", "serviceentries.networking.istio.io", "everything", "-n", "team-e", check=False
+    )
+    assert missing.returncode != 0
+
+
+def test_deleting_a_service_entry_frees_its_host(plane: ControlPlane) -> None:
+    for ns in ("owner-ns", "next-ns"):
+        namespace(plane, ns)
+    plane.apply(entry("owned", "owner-ns", ["owned.example.com"]), check=True)
+    assert plane.apply(entry("taker", "next-ns", ["owned.example.com"])).returncode != 0
+    plane.kubectl("delete", "serviceentries.networking.istio.io", "owned", "-n", "owner-ns")
+    deleted = time.monotonic()
+    while True:
+        result = plane.apply(entry("taker", "next-ns", ["owned.example.com"]))
+        if result.returncode == 0:
+            break
+        assert time.monotonic() - deleted < PATIENCE_S, result.stderr
+        time.sleep(0.05)
+    # The figure the design promises (within a second) is reported, not asserted: wall-clock
+    # bounds do not belong in tests on shared machines.
+    print(f"host free {time.monotonic() - deleted:.3f} s after kubectl delete returned")
+
+
+def test_a_service_created_later_makes_its_name_conflict(plane: ControlPlane) -> None:
+    for ns in ("billing", "team-f"):
+        namespace(plane, ns)
+    first = plane.apply(entry("early", "team-f", ["payments.billing"]), "--dry-run=server")
+    assert first.returncode == 0, first.stderr
+    plane.apply(make_service("payments", "billing"), check=True)
+    started = time.monotonic()
+    while True:
+        result = plane.apply(entry("late", "team-f", ["payments.billing"]))
+        if result.returncode != 0 and "ConflictKubernetesService" in result.stderr:
+            break
+        assert time.monotonic() - started < PATIENCE_S, "the new Service never reached the registry"
+        if result.returncode == 0:
+            plane.kubectl("delete", "serviceentries.networking.istio.io", "late", "-n", "team-f")
+        time.sleep(0.05)
+
+
+def test_registry_command_prints_the_real_clusters_hostnames(plane: ControlPlane) -> None:
+    import subprocess
+    import sys
+
+    namespace(plane, "bookinfo")
+    plane.apply(make_service("ratings", "bookinfo"), check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "registry", "--kubeconfig", str(plane.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert "ratings.bookinfo.svc.cluster.local" in out
+    assert "kubernetes.default.svc.cluster.local" in out
