@@ -30,8 +30,7 @@ def entry(
     api_version: str = "networking.istio.io/v1",
     **spec: Any,
 ) -> dict[str, Any]:
-    obj = make_service_entry(name, namespace, hosts, api_version=api_version, **spec)
-    return obj
+    return make_service_entry(name, namespace, hosts, api_version=api_version, **spec)
 
 
 def get(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
