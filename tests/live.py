@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from webhook import certs, server
+from webhook import certs, reload, server
 from webhook.app import create_app, create_ops_app
 from webhook.audit import AuditLog, FileSink
 from webhook.policy import Policy, default_policy
@@ -77,7 +77,9 @@ def running(
     policy: Policy | None = None,
     snapshot: Snapshot | None = None,
     max_body: int | None = None,
+    reload_every: float | None = None,
 ) -> Iterator[LiveServer]:
+    """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     cert_dir = tmp_path / "certs"
     issue_certs(cert_dir)
     audit_path = tmp_path / "audit.log"
@@ -97,15 +99,22 @@ def running(
 
     def main() -> None:
         asyncio.set_event_loop(loop)
+        context = certs.server_context(cert_dir)
         web = server.WebhookServer(
             webhook_app=create_app(runtime),
             ops_app=create_ops_app(runtime),
             listeners=listeners,
-            ssl_context=certs.server_context(cert_dir),
+            ssl_context=context,
         )
         holder["web"] = web
+        background = []
+        if reload_every is not None:
+            reloader = reload.CertificateReloader(
+                cert_dir, context, on_error=runtime.metrics.certificate_errors.inc
+            )
+            background.append(lambda: reload.poll([reloader.check], every=reload_every))
         try:
-            loop.run_until_complete(web.serve(on_started=started.set))
+            loop.run_until_complete(web.serve(on_started=started.set, background=background))
         except BaseException as exc:  # reported by the test that owns the server
             errors.append(exc)
             started.set()

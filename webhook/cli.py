@@ -351,7 +351,9 @@ def _start_sources(
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from webhook import certs, server
+    import asyncio
+
+    from webhook import certs, reload, server
     from webhook.app import create_app, create_ops_app
     from webhook.audit import open_audit_log
     from webhook.metrics import Metrics
@@ -388,6 +390,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listeners=listeners,
         ssl_context=ssl_context,
     )
+    checks: list[Callable[[], object]] = [
+        reload.CertificateReloader(
+            cert_dir,
+            ssl_context,
+            on_error=metrics.certificate_errors.inc,
+            on_loaded=metrics.certificate_expiry.set,
+        ).check
+    ]
+    if args.policy is not None:
+        checks.append(reload.PolicyReloader(args.policy, runtime).check)
+
+    async def drain(_signal: int) -> None:
+        if runtime.draining:  # a second signal: stop now
+            web.stop()
+            return
+        # Go unready, so the Service stops routing here, but keep answering (with Connection:
+        # close, so kept-alive callers reconnect elsewhere) for the drain window; then stop.
+        runtime.draining = True
+        log.info("draining for %.1f s before stopping", args.drain_seconds)
+        await asyncio.sleep(args.drain_seconds)
+        web.stop()
 
     def started() -> None:
         snapshot = runtime.snapshot
@@ -410,7 +433,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
 
     try:
-        server.run(lambda: web.serve(on_started=started))
+        server.run(
+            lambda: web.serve(
+                on_started=started, on_signal=drain, background=[lambda: reload.poll(checks)]
+            )
+        )
     finally:
         for stopper in stoppers:
             stopper.stop()
@@ -461,6 +488,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     serve.add_argument("--audit-file", type=_path, help="append audit records to this file too")
     serve.add_argument(
         "--client-ca", type=_path, help="require client certificates signed by this CA"
+    )
+    serve.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, keep answering this long while unready (default 5)",
     )
     serve.add_argument(
         "--no-audit-stdout", action="store_true", help="do not write audit records to stdout"

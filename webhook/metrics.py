@@ -100,6 +100,16 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("seguard_ready", "1 when /readyz answers 200.", registry=r)
+        self.certificate_errors = Counter(
+            "seguard_certificate_reload_errors",
+            "New certificate files that could not be loaded (the old pair stayed in force).",
+            registry=r,
+        )
+        self.certificate_expiry = Gauge(
+            "seguard_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in force expires (Unix time).",
+            registry=r,
+        )
 
     def watch(self, source: Any) -> None:
         """Expose a KubernetesSource's per-kind state, read at scrape time."""

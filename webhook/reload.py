@@ -1,0 +1,172 @@
+"""Live reloads of the policy and of the serving certificate (shell).
+
+Both files are polled: reading a small file every two seconds costs nothing, and a poll follows
+a ConfigMap or Secret mount through kubelet's ``..data`` symlink swap, where inotify on the file
+itself would watch the old target. A change is applied only once it parses; until then the last
+good policy or certificate stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+
+from webhook import certs
+from webhook.audit import EVENT_POLICY_REJECTED, SCHEMA_VERSION, timestamp
+from webhook.policy import PolicyError, parse_policy_text
+from webhook.runtime import Runtime
+
+log = logging.getLogger("seguard.reload")
+
+# Kubelet refreshes mounted ConfigMaps and Secrets about once a minute; a 2 s poll adds little
+# to that delay and reads a few kilobytes.
+POLL_EVERY_S = 2.0
+
+
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+class PolicyReloader:
+    """Re-reads the policy file when its content changes."""
+
+    def __init__(self, path: Path, runtime: Runtime) -> None:
+        self.path = path
+        self.runtime = runtime
+        self._seen = runtime.policy.digest if runtime.policy else ""
+
+    def check(self) -> bool:
+        """Apply the file if it changed. True when a new policy went into force."""
+        try:
+            text = self.path.read_bytes()
+        except OSError as exc:
+            return self._reject(
+                _digest(str(exc).encode()), f"cannot read {self.path}: {exc.strerror}"
+            )
+        digest = hashlib.sha256(text).hexdigest()
+        if digest == self._seen:
+            return False
+        self._seen = digest
+        try:
+            policy = parse_policy_text(text, source=str(self.path))
+        except PolicyError as exc:
+            return self._reject(digest, str(exc))
+        current = self.runtime.policy
+        if current is not None and policy.cluster_domain != current.cluster_domain:
+            return self._reject(
+                digest,
+                f"{self.path}: spec.clusterDomain changed from {current.cluster_domain} to "
+                f"{policy.cluster_domain}; every Service name depends on it, so restart seguard "
+                "to apply it",
+            )
+        applied = self.runtime.set_policy(policy)
+        log.info(
+            "policy %s loaded: generation %d (sha256 %s)",
+            self.path,
+            applied.generation,
+            digest[:12],
+        )
+        return True
+
+    def _reject(self, digest: str, error: str) -> bool:
+        self._seen = digest
+        generation = self.runtime.policy_generation
+        log.error("policy reload refused, keeping generation %d: %s", generation, error)
+        self.runtime.reject_policy(error)
+        self.runtime.audit.write(
+            {
+                "schemaVersion": SCHEMA_VERSION,
+                "event": EVENT_POLICY_REJECTED,
+                "time": timestamp(),
+                "file": str(self.path),
+                "error": error,
+                "policyGeneration": generation,
+            }
+        )
+        return False
+
+
+class CertificateReloader:
+    """Loads a new tls.crt and tls.key into the live TLS context when they change.
+
+    ``load_cert_chain`` on the live context affects new handshakes only: established and
+    kept-alive connections go on with the certificate they negotiated. The new pair is first
+    loaded into a scratch context, so a half-written or mismatched pair is never put in force.
+    """
+
+    def __init__(
+        self,
+        cert_dir: Path,
+        context: ssl.SSLContext,
+        *,
+        on_error: Callable[[], None] | None = None,
+        on_loaded: Callable[[float], None] | None = None,
+    ) -> None:
+        self.cert_dir = cert_dir
+        self.context = context
+        self._on_error = on_error
+        self._on_loaded = on_loaded
+        self._seen = self._read_digest()
+        self._reported = ""
+        self._note_expiry()
+
+    def _read(self) -> tuple[bytes, bytes]:
+        return (self.cert_dir / certs.CERT_FILE).read_bytes(), (
+            self.cert_dir / certs.KEY_FILE
+        ).read_bytes()
+
+    def _read_digest(self) -> str:
+        try:
+            return _digest(*self._read())
+        except OSError:
+            return ""
+
+    def _note_expiry(self) -> None:
+        if self._on_loaded is None:
+            return
+        try:
+            cert = x509.load_pem_x509_certificate((self.cert_dir / certs.CERT_FILE).read_bytes())
+        except (OSError, ValueError):
+            return
+        self._on_loaded(cert.not_valid_after_utc.timestamp())
+
+    def check(self) -> bool:
+        """Load the pair if it changed and is usable. True when a new pair went into force."""
+        digest = self._read_digest()
+        if not digest or digest == self._seen:
+            return False
+        scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            certs.load_pair(scratch, self.cert_dir)
+        except certs.CertificateError as exc:
+            # Often a rotation caught between writing the certificate and the key: keep the
+            # old pair and look again at the next poll.
+            if str(exc) != self._reported:
+                self._reported = str(exc)
+                log.error("new certificate not loaded, keeping the old one: %s", exc)
+                if self._on_error is not None:
+                    self._on_error()
+            return False
+        certs.load_pair(self.context, self.cert_dir)
+        self._seen = digest
+        self._reported = ""
+        self._note_expiry()
+        log.info("serving certificate reloaded from %s", self.cert_dir)
+        return True
+
+
+async def poll(checks: list[Callable[[], object]], *, every: float = POLL_EVERY_S) -> None:
+    """Run each check every ``every`` seconds, on the event loop (never racing a handshake)."""
+    while True:
+        await asyncio.sleep(every)
+        for check in checks:
+            try:
+                check()
+            except Exception:  # a reload bug must not stop the server or later reloads
+                log.exception("reload check failed")
