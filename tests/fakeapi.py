@@ -8,14 +8,21 @@ compaction, RBAC refusals, a missing CRD, and a ServiceEntry with garbage in its
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import re
+import ssl
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+import jsonpatch
+import jsonpointer
 
 PATHS = {
     "/api/v1/namespaces": ("Namespace", "v1"),
@@ -38,6 +45,10 @@ class Cluster:
         self.missing: set[str] = set()  # kinds whose resource is not served (no CRD)
         self.generation = 0  # bumped to close every open watch stream
         self.requests: list[tuple[str, str]] = []  # (kind, "list" | "watch")
+        # Webhook configurations by (mutating|validating, name), and the dry-run creates seen.
+        self.webhooks: dict[tuple[str, str], dict[str, Any]] = {}
+        self.patches: list[tuple[str, str, list[dict[str, Any]]]] = []
+        self.forbid_patch = False
         self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
 
     def _bump(self) -> int:
@@ -114,7 +125,117 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _admission_path(self) -> tuple[str, str] | None:
+        match = re.fullmatch(
+            r"/apis/admissionregistration\.k8s\.io/v1/(mutating|validating)webhookconfigurations/([^/?]+)",
+            urlparse(self.path).path,
+        )
+        return (match.group(1), match.group(2)) if match else None
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        return json.loads(self.rfile.read(length) or b"null")
+
+    def do_PATCH(self) -> None:
+        key = self._admission_path()
+        cluster = self.server.cluster
+        ops = self._body()
+        with cluster.lock:
+            if key is None or key not in cluster.webhooks:
+                self._status(404, "NotFound", "not found")
+                return
+            if cluster.forbid_patch:
+                self._status(403, "Forbidden", f"{key[0]}webhookconfigurations is forbidden")
+                return
+            try:
+                cluster.webhooks[key] = jsonpatch.apply_patch(cluster.webhooks[key], ops)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                self._status(422, "Invalid", str(exc))
+                return
+            cluster.patches.append((key[0], key[1], ops))
+            body = copy.deepcopy(cluster.webhooks[key])
+        self._json(200, body)
+
+    def do_POST(self) -> None:
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        match = re.fullmatch(
+            r"/apis/networking\.istio\.io/v1/namespaces/([^/]+)/serviceentries", url.path
+        )
+        obj = self._body()
+        if match is None or query.get("dryRun") != "All":
+            self._status(
+                405, "MethodNotAllowed", "this fake takes only dry-run ServiceEntry creates"
+            )
+            return
+        with self.server.cluster.lock:
+            hooks = [
+                h
+                for (kind, _), config in self.server.cluster.webhooks.items()
+                if kind == "validating"
+                for h in config.get("webhooks", [])
+            ]
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": f"fake-{time.monotonic_ns()}",
+                "kind": {"group": "networking.istio.io", "version": "v1", "kind": "ServiceEntry"},
+                "requestKind": {
+                    "group": "networking.istio.io",
+                    "version": "v1",
+                    "kind": "ServiceEntry",
+                },
+                "namespace": match.group(1),
+                "name": obj["metadata"]["name"],
+                "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:seguard:seguard"},
+                "object": obj,
+                "dryRun": True,
+            },
+        }
+        for hook in hooks:
+            client = hook.get("clientConfig", {})
+            try:
+                bundle = base64.b64decode(client.get("caBundle", "")).decode()
+                context = ssl.create_default_context(cadata=bundle or None)
+                request = urllib.request.Request(
+                    client["url"],
+                    data=json.dumps(review).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5, context=context) as response:
+                    answer = json.loads(response.read())["response"]
+            except Exception as exc:
+                if hook.get("failurePolicy", "Fail") == "Fail":
+                    self._status(
+                        500,
+                        "InternalError",
+                        f'Internal error occurred: failed calling webhook "{hook["name"]}": {exc}',
+                    )
+                    return
+                continue  # failurePolicy Ignore: as if the webhook allowed it
+            if not answer.get("allowed"):
+                status = answer.get("status", {})
+                code = int(status.get("code", 403))
+                self._status(
+                    code,
+                    "Forbidden",
+                    f'admission webhook "{hook["name"]}" denied the request: {status.get("message", "")}',
+                )
+                return
+        self._json(201, obj)
+
     def do_GET(self) -> None:
+        key = self._admission_path()
+        if key is not None:
+            with self.server.cluster.lock:
+                config = copy.deepcopy(self.server.cluster.webhooks.get(key))
+            if config is None:
+                self._status(404, "NotFound", "not found")
+            else:
+                self._json(200, config)
+            return
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path not in PATHS:

@@ -341,6 +341,21 @@ def _start_sources(
         runtime.set_snapshot(store.snapshot())
         store.start_publisher()
         stoppers.append(store)
+    if args.manage_webhooks:
+        if not cluster:
+            raise CommandError("--manage-webhooks needs a cluster (--kubeconfig, or run in a pod)")
+        from webhook.rollout import RolloutManager
+
+        ca_file = args.cert_dir / "ca.crt" if args.cert_dir else Path("certs") / "ca.crt"
+        manager = RolloutManager(
+            source.transport,
+            name=args.manage_webhooks,
+            ca_bundle=ca_file.read_bytes() if ca_file.exists() else None,
+            probe_namespace=args.rollout_probe_namespace,
+            is_ready=lambda: runtime.readiness()[0],
+        )
+        manager.start()
+        stoppers.append(manager)
     if args.istiod_url:
         from webhook.sources import istiod
 
@@ -488,6 +503,17 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     serve.add_argument("--audit-file", type=_path, help="append audit records to this file too")
     serve.add_argument(
         "--client-ca", type=_path, help="require client certificates signed by this CA"
+    )
+    serve.add_argument(
+        "--manage-webhooks",
+        metavar="NAME",
+        help="safe rollout: switch the named ValidatingWebhookConfiguration to failurePolicy "
+        "Fail once a probe proves it works, and keep its CA bundle in place",
+    )
+    serve.add_argument(
+        "--rollout-probe-namespace",
+        default="default",
+        help="namespace for the dry-run probe of --manage-webhooks (default: default)",
     )
     serve.add_argument(
         "--drain-seconds",

@@ -17,6 +17,10 @@ from webhook.policy import Action, Mode, Policy, Rules
 from webhook.registry import Snapshot
 from webhook.rules import Code, Finding
 
+# A dry-run ServiceEntry with this annotation is the safe rollout's probe: the validating
+# webhook denies it with RolloutProbe, which proves the API server calls us and heeds the answer.
+PROBE_ANNOTATION = "seguard.io/rollout-probe"
+
 ALLOWED = "allowed"
 DENIED = "denied"
 WARNED = "warned"
@@ -174,12 +178,27 @@ def _context(
     return namespace_rules, claim, ctx
 
 
+def _is_probe(req: admission.AdmissionRequest) -> bool:
+    meta = (req.object or {}).get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return req.dry_run and isinstance(annotations, dict) and PROBE_ANNOTATION in annotations
+
+
 def validate(
     req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
 ) -> Verdict:
     note = _not_judged(req)
     if note is not None:
         return _skip(note)
+    if _is_probe(req):
+        probe = rules.finding_of(
+            Code.ROLLOUT_PROBE,
+            "",
+            Action.DENY,
+            "seguard's rollout probe, denied on purpose: the validating webhook is called and "
+            "heeded",
+        )
+        return decide([probe], Mode.ENFORCE, None)
     if policy is None:
         return unavailable("policy")
     if snapshot is None:

@@ -33,12 +33,19 @@ class Code(StrEnum):
     WILDCARD_OVERLAP = "WildcardOverlap"
     POLICY_UNAVAILABLE = "PolicyUnavailable"
     INTERNAL_ERROR = "InternalError"
+    ROLLOUT_PROBE = "RolloutProbe"
 
 
 # Codes that deny in every mode and for every requester: the object is not valid, or we cannot
 # judge it at all. Modes and exemptions soften policy, not validity.
 ALWAYS_DENY = frozenset(
-    {Code.INVALID_HOST, Code.INVALID_SPEC, Code.POLICY_UNAVAILABLE, Code.INTERNAL_ERROR}
+    {
+        Code.INVALID_HOST,
+        Code.INVALID_SPEC,
+        Code.POLICY_UNAVAILABLE,
+        Code.INTERNAL_ERROR,
+        Code.ROLLOUT_PROBE,
+    }
 )
 # How many owners one host names per code. The decision never depends on this bound: it only
 # keeps a wildcard that covers thousands of names from producing thousands of findings.

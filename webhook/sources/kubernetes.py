@@ -101,13 +101,28 @@ class Transport:
         return str(self.api.configuration.host)
 
     def _get(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Any:
+        return self._send("GET", path, query, read_timeout=read_timeout)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        *,
+        read_timeout: float,
+        body: object = None,
+        content_type: str | None = None,
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
 
-        method, url, headers, body, post = self.api.param_serialize(
-            "GET",
+        header_params = {"Accept": "application/json"}
+        if content_type is not None:
+            header_params["Content-Type"] = content_type
+        method, url, headers, _, post = self.api.param_serialize(
+            method,
             path,
             query_params=query,
-            header_params={"Accept": "application/json"},
+            header_params=header_params,
             auth_settings=["BearerToken"],
         )
         try:
@@ -128,6 +143,32 @@ class Transport:
                 f"cannot reach the API server at {self.host}: {type(exc).__name__}: {exc}"
             ) from None
         return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any]]:
+        """One request with a JSON body (the client serialises it); returns the status and the
+        decoded answer."""
+        response = self._send(
+            method,
+            path,
+            query or [],
+            read_timeout=30,
+            body=body,
+            content_type=content_type if body is not None else None,
+        )
+        raw = response.read() or b"{}"
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            decoded = {"message": raw[:300].decode(errors="replace")}
+        return int(response.status), decoded if isinstance(decoded, dict) else {}
 
     def _check(self, response: Any, verb: str, resource: Resource) -> None:
         status = response.status
