@@ -59,7 +59,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[FakeApiServer, LiveServer, k8s.Trans
 def manager(transport: k8s.Transport, live: LiveServer, **overrides: Any) -> RolloutManager:
     settings: dict[str, Any] = {
         "name": "seguard",
-        "ca_bundle": (live.cert_dir / "ca.crt").read_bytes(),
+        "ca_file": live.cert_dir / "ca.crt",
         "probe_namespace": "default",
     }
     settings.update(overrides)
@@ -100,7 +100,7 @@ def test_while_the_probe_is_admitted_validation_stays_at_ignore(
     fake, live, transport = setup
     # No CA bundle to inject: the API server cannot verify the webhook, and with Ignore the
     # probe is admitted. Switching to Fail now would block every ServiceEntry write.
-    rollout = manager(transport, live, ca_bundle=None)
+    rollout = manager(transport, live, ca_file=None)
     rollout.step()
     assert not rollout.state.enforcing
     assert "admitted" in rollout.state.last_probe

@@ -6,6 +6,7 @@ File names follow cert-manager and ``kubernetes.io/tls`` Secrets (``tls.crt``, `
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import os
@@ -175,6 +176,37 @@ def write_pairs(
     return written
 
 
+def load_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA kept in a folder by an earlier ``generate`` (ca.crt and ca.key)."""
+    try:
+        cert = x509.load_pem_x509_certificate((folder / CA_FILE).read_bytes())
+        key = serialization.load_pem_private_key((folder / CA_KEY_FILE).read_bytes(), password=None)
+    except OSError as exc:
+        raise CertificateError(f"cannot read the CA in {folder}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CertificateError(f"the CA in {folder} is not usable: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertificateError(f"the CA key in {folder} is not an ECDSA key")
+    return cert, key
+
+
+def ca_bundle_patch(ca_pem: bytes, *, name: str = "seguard") -> str:
+    """A kustomize patch that puts ``ca_pem`` into both webhook configurations."""
+    bundle = base64.b64encode(ca_pem).decode()
+    documents = []
+    for kind, hook in (
+        ("MutatingWebhookConfiguration", "mutate.seguard.io"),
+        ("ValidatingWebhookConfiguration", "validate.seguard.io"),
+    ):
+        documents.append(
+            "apiVersion: admissionregistration.k8s.io/v1\n"
+            f"kind: {kind}\n"
+            f"metadata:\n  name: {name}\n"
+            f"webhooks:\n- name: {hook}\n  clientConfig:\n    caBundle: {bundle}\n"
+        )
+    return "# Made by `seguard certs generate --ca-bundle-patch`.\n" + "---\n".join(documents)
+
+
 def generate(
     out: Path,
     *,
@@ -185,11 +217,22 @@ def generate(
     ca_days: int = 3650,
     extra_dns: list[str] | None = None,
     ip_addresses: list[str] | None = None,
+    ca_from: Path | None = None,
+    bundle_patch: bool = False,
 ) -> list[Path]:
-    """``seguard certs generate``: a CA and a serving certificate for the webhook Service."""
+    """``seguard certs generate``: a CA (or the one in ``ca_from``) and a serving certificate
+    for the webhook Service; with ``bundle_patch``, also the kustomize CA-bundle patch."""
     names = service_dns_names(service, namespace, cluster_domain) + list(extra_dns or [])
-    ca, leaf = issue(dns_names=names, ip_addresses=ip_addresses, days=days, ca_days=ca_days)
-    return write_pairs(out, ca, leaf)
+    ca = load_ca(ca_from) if ca_from is not None else None
+    ca_pair, leaf = issue(
+        dns_names=names, ip_addresses=ip_addresses, days=days, ca_days=ca_days, ca=ca
+    )
+    written = write_pairs(out, ca_pair, leaf)
+    if bundle_patch:
+        patch = out / "ca-bundle-patch.yaml"
+        _write(patch, ca_bundle_patch(ca_pair.cert_pem).encode(), 0o644)
+        written.append(patch)
+    return written
 
 
 def ensure_dev_certs(cert_dir: Path) -> bool:

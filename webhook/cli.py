@@ -232,6 +232,8 @@ def cmd_certs_generate(args: argparse.Namespace) -> int:
         ca_days=args.ca_days,
         extra_dns=args.dns,
         ip_addresses=args.ip,
+        ca_from=args.ca_from,
+        bundle_patch=args.ca_bundle_patch,
     )
     for path in written:
         print(path)
@@ -350,7 +352,7 @@ def _start_sources(
         manager = RolloutManager(
             source.transport,
             name=args.manage_webhooks,
-            ca_bundle=ca_file.read_bytes() if ca_file.exists() else None,
+            ca_file=ca_file,
             probe_namespace=args.rollout_probe_namespace,
             is_ready=lambda: runtime.readiness()[0],
         )
@@ -569,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     generate.add_argument("--ca-days", type=int, default=3650, help="validity of the CA")
     generate.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
     generate.add_argument("--ip", action="append", default=[], help="IP address SAN (repeatable)")
+    generate.add_argument(
+        "--ca-from", type=_path, metavar="DIR", help="sign with the CA kept in DIR (renewal)"
+    )
+    generate.add_argument(
+        "--ca-bundle-patch",
+        action="store_true",
+        help="also write ca-bundle-patch.yaml, a kustomize patch with the CA for both webhooks",
+    )
     generate.set_defaults(func=cmd_certs_generate)
     return parser
 

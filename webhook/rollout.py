@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from webhook.review import PROBE_ANNOTATION
@@ -47,14 +48,14 @@ class RolloutManager:
         transport: Transport,
         *,
         name: str,
-        ca_bundle: bytes | None,
+        ca_file: Path | None,
         probe_namespace: str,
         is_ready: Callable[[], bool] = lambda: True,
         every: float = CHECK_EVERY_S,
     ) -> None:
         self.transport = transport
         self.name = name
-        self.ca_bundle = base64.b64encode(ca_bundle).decode() if ca_bundle else None
+        self.ca_file = ca_file
         self.probe_namespace = probe_namespace
         self.is_ready = is_ready
         self.every = every
@@ -96,10 +97,18 @@ class RolloutManager:
                 f"{body.get('message', '')}"
             )
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """Our CA, base64 as caBundle holds it; read each time, as the mounted Secret changes."""
+        if self.ca_file is None or not self.ca_file.exists():
+            return None
+        return base64.b64encode(self.ca_file.read_bytes()).decode()
+
     def ensure_ca(self) -> int:
         """Put our CA bundle back into every webhook of both configurations. Returns how many
         webhooks were repaired."""
-        if self.ca_bundle is None:
+        bundle = self.ca_bundle
+        if bundle is None:
             return 0
         repaired = 0
         for kind in ("mutating", "validating"):
@@ -107,7 +116,7 @@ class RolloutManager:
             ops: list[dict[str, Any]] = []
             for i, hook in enumerate(config.get("webhooks") or []):
                 client = hook.get("clientConfig") or {}
-                if client.get("caBundle") != self.ca_bundle:
+                if client.get("caBundle") != bundle:
                     # The test makes the patch fail, rather than hit the wrong webhook, if the
                     # list changed since we read it.
                     ops.append({"op": "test", "path": f"/webhooks/{i}/name", "value": hook["name"]})
@@ -115,7 +124,7 @@ class RolloutManager:
                         {
                             "op": "add",
                             "path": f"/webhooks/{i}/clientConfig/caBundle",
-                            "value": self.ca_bundle,
+                            "value": bundle,
                         }
                     )
             if ops:
