@@ -78,6 +78,7 @@ def running(
     snapshot: Snapshot | None = None,
     max_body: int | None = None,
     reload_every: float | None = None,
+    client_ca: Path | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     cert_dir = tmp_path / "certs"
@@ -99,7 +100,7 @@ def running(
 
     def main() -> None:
         asyncio.set_event_loop(loop)
-        context = certs.server_context(cert_dir)
+        context = certs.server_context(cert_dir, client_ca=client_ca)
         web = server.WebhookServer(
             webhook_app=create_app(runtime),
             ops_app=create_ops_app(runtime),

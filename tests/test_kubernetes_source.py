@@ -315,3 +315,30 @@ def test_lists_are_paged(cluster: Cluster, tmp_path: Path) -> None:
         assert cluster.count("Service", "list") == 3  # 500 + 500 + 205
     finally:
         fake.stop()
+
+
+def test_relabelling_a_namespace_changes_its_rules_without_a_restart(harness: Harness) -> None:
+    from tests.factories import make_policy, make_request
+    from webhook import review
+
+    policy = make_policy(
+        namespaces=[
+            {
+                "selector": {"matchLabels": {"egress": "locked"}},
+                "hosts": {"allowed": ["*.internal.example"]},
+            }
+        ]
+    )
+    harness.wait_converged("the first full sync")
+    request = make_request(make_service_entry("x", "team-a", ["free.example.com"]))
+
+    def verdict() -> tuple[str, ...]:
+        snapshot = harness.latest
+        assert snapshot is not None
+        return review.validate(request, policy=policy, snapshot=snapshot).codes
+
+    assert verdict() == ()
+    harness.cluster.put(make_namespace("team-a", {"team": "a", "egress": "locked"}))
+    wait_until(lambda: verdict() == ("HostNotAllowed",), "the new label to take effect")
+    harness.cluster.put(make_namespace("team-a", {"team": "a"}))
+    wait_until(lambda: verdict() == (), "the label removal to take effect")

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import load_fixture_review
 from tests.factories import make_review, make_service, make_service_entry, make_snapshot
 from tests.live import LiveServer, post, running
-from webhook import rules, server
+from webhook import certs, rules, server
 
 REGISTRY = make_snapshot(
     make_service("reviews", "bookinfo"),
@@ -298,3 +298,25 @@ def test_a_busy_port_fails_at_startup_with_a_clear_message() -> None:
             server.bind("127.0.0.1", port)
     finally:
         holder.close()
+
+
+def test_with_a_client_ca_only_the_api_servers_certificate_gets_in(tmp_path: Path) -> None:
+    client_dir = tmp_path / "apiserver-client"
+    ca, leaf = certs.issue(dns_names=["kube-apiserver"])
+    certs.write_pairs(client_dir, ca, leaf)
+    with running(tmp_path / "server", client_ca=client_dir / "ca.crt") as srv:
+        review = make_review(make_service_entry("m", "team-m", ["m.example.com"]))
+        without = srv.client_context()
+        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            conn = http.client.HTTPSConnection("localhost", srv.port, context=without, timeout=5)
+            try:
+                post(conn, "/validate", review)
+            finally:
+                conn.close()
+        with_cert = srv.client_context()
+        with_cert.load_cert_chain(client_dir / "tls.crt", client_dir / "tls.key")
+        conn = http.client.HTTPSConnection("localhost", srv.port, context=with_cert, timeout=5)
+        status, body = post(conn, "/validate", review)
+        conn.close()
+    assert status == 200
+    assert body["response"]["allowed"] is True
