@@ -306,13 +306,12 @@ def test_with_a_client_ca_only_the_api_servers_certificate_gets_in(tmp_path: Pat
     certs.write_pairs(client_dir, ca, leaf)
     with running(tmp_path / "server", client_ca=client_dir / "ca.crt") as srv:
         review = make_review(make_service_entry("m", "team-m", ["m.example.com"]))
-        without = srv.client_context()
+        without = http.client.HTTPSConnection(
+            "localhost", srv.port, context=srv.client_context(), timeout=5
+        )
         with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            conn = http.client.HTTPSConnection("localhost", srv.port, context=without, timeout=5)
-            try:
-                post(conn, "/validate", review)
-            finally:
-                conn.close()
+            post(without, "/validate", review)
+        without.close()
         with_cert = srv.client_context()
         with_cert.load_cert_chain(client_dir / "tls.crt", client_dir / "tls.key")
         conn = http.client.HTTPSConnection("localhost", srv.port, context=with_cert, timeout=5)
