@@ -7,7 +7,7 @@ import contextlib
 import http.client
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,12 @@ import orjson
 import uvloop
 
 from webhook import certs, reload, server
+from webhook.admission import AdmissionRequest
 from webhook.app import create_app, create_ops_app
 from webhook.audit import AuditLog, FileSink
 from webhook.policy import Policy, default_policy
 from webhook.registry import Snapshot, empty_snapshot
+from webhook.review import Verdict
 from webhook.runtime import Runtime
 
 
@@ -79,12 +81,14 @@ def running(
     max_body: int | None = None,
     reload_every: float | None = None,
     client_ca: Path | None = None,
+    on_denied: Callable[[AdmissionRequest, Verdict], None] | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     cert_dir = tmp_path / "certs"
     issue_certs(cert_dir)
     audit_path = tmp_path / "audit.log"
     runtime = Runtime(audit=AuditLog([FileSink(str(audit_path))]))
+    runtime.audit.start()  # group commit, as `seguard serve` runs it
     if max_body is not None:
         runtime.max_body = max_body
     chosen = policy or default_policy()
@@ -102,7 +106,7 @@ def running(
         asyncio.set_event_loop(loop)
         context = certs.server_context(cert_dir, client_ca=client_ca)
         web = server.WebhookServer(
-            webhook_app=create_app(runtime),
+            webhook_app=create_app(runtime, on_denied=on_denied),
             ops_app=create_ops_app(runtime),
             listeners=listeners,
             ssl_context=context,

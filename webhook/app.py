@@ -36,9 +36,17 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 class AdmissionEndpoint:
     """POST /validate or /mutate: an AdmissionReview in, an AdmissionReview out."""
 
-    def __init__(self, runtime: Runtime, webhook: str) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        webhook: str,
+        *,
+        on_denied: Callable[[admission.AdmissionRequest, review.Verdict], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.webhook = webhook
+        # Told of each real (not dry-run) denial: the Kubernetes Events. Must never block.
+        self.on_verdict = on_denied
         self.judge = review.validate if webhook == "validate" else review.mutate
         metrics = runtime.metrics
         self._latency = metrics.latency.labels(webhook)
@@ -107,9 +115,16 @@ class AdmissionEndpoint:
             return self._refuse(
                 400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
             )
-        return 200, orjson.dumps(self.decide(req))
+        answer, record = self.decide(req)
+        if record is not None:
+            # Durable before the response leaves: a denial the caller saw is never missing.
+            await self.runtime.audit.write_async(record)
+        return 200, orjson.dumps(answer)
 
-    def decide(self, req: admission.AdmissionRequest) -> dict[str, Any]:
+    def decide(
+        self, req: admission.AdmissionRequest
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The answer, and the audit record to write before it is sent (or None)."""
         runtime = self.runtime
         policy = runtime.policy  # read once: a reload may swap it while we work
         try:
@@ -119,22 +134,31 @@ class AdmissionEndpoint:
             log.exception("%s: internal error judging %s/%s", self.webhook, req.namespace, req.name)
             runtime.metrics.internal_errors.labels(self.webhook).inc()
             verdict = review.internal_error(type(exc).__name__)
+        record = None
         if should_record(verdict):
-            runtime.audit.write(
-                admission_record(
-                    req,
-                    verdict,
-                    webhook=self.webhook,
-                    policy_generation=policy.generation if policy else 0,
-                )
+            record = admission_record(
+                req,
+                verdict,
+                webhook=self.webhook,
+                policy_generation=policy.generation if policy else 0,
             )
         self._results[verdict.result].inc()
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
             runtime.metrics.findings.labels(self.webhook, finding.code.value, outcome).inc()
-        return verdict.to_response(req.uid)
+        if verdict.result == review.DENIED:
+            runtime.metrics.denials_by_namespace.labels(
+                runtime.namespace_label(req.namespace)
+            ).inc()
+        if self.on_verdict is not None and not verdict.allowed and not req.dry_run:
+            self.on_verdict(req, verdict)
+        return verdict.to_response(req.uid), record
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(
+    runtime: Runtime,
+    *,
+    on_denied: Callable[[admission.AdmissionRequest, review.Verdict], None] | None = None,
+) -> FastAPI:
     """The HTTPS app: POST /validate and POST /mutate."""
     app = FastAPI(
         title="ServiceEntry Guard webhook",
@@ -143,7 +167,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         openapi_url=None,
     )
     app.router.routes.append(
-        Route("/validate", AdmissionEndpoint(runtime, "validate"), methods=["POST"])
+        Route(
+            "/validate",
+            AdmissionEndpoint(runtime, "validate", on_denied=on_denied),
+            methods=["POST"],
+        )
     )
     app.router.routes.append(
         Route("/mutate", AdmissionEndpoint(runtime, "mutate"), methods=["POST"])

@@ -8,8 +8,10 @@ is counted and the record goes to standard error instead, so nothing is lost sil
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -87,13 +89,14 @@ def should_record(verdict: Verdict) -> bool:
 class Sink(Protocol):
     name: str
 
-    def write(self, line: bytes) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Write whole lines (one record, or a batch of them), durably if the sink can."""
 
     def close(self) -> None: ...
 
 
 class StreamSink:
-    """Writes lines to a binary stream (standard output by default) and flushes each one."""
+    """Writes lines to a binary stream (standard output by default) and flushes them."""
 
     name = "stdout"
 
@@ -101,9 +104,9 @@ class StreamSink:
         self._stream = stream if stream is not None else sys.stdout.buffer
         self._lock = threading.Lock()
 
-    def write(self, line: bytes) -> None:
+    def write(self, data: bytes) -> None:
         with self._lock:
-            self._stream.write(line)
+            self._stream.write(data)
             self._stream.flush()
 
     def close(self) -> None:
@@ -111,23 +114,75 @@ class StreamSink:
             self._stream.flush()
 
 
+# Rotate at 100 MiB and keep five old files: a day of denials in a busy cluster fits many times
+# over, and the disk use stays bounded at 600 MiB.
+ROTATE_BYTES = 100 * 1024 * 1024
+ROTATE_KEEP = 5
+
+
 class FileSink:
-    """An append-only file: O_APPEND, one write per record, fsync before returning."""
+    """An append-only file: O_APPEND, fsync before returning, rotated by size.
+
+    Rotation renames ``audit.log`` to ``audit.log.1`` (and ``.1`` to ``.2``, up to ``keep``) and
+    starts a new file; ``seguard audit`` reads them all back in order.
+    """
 
     name = "file"
 
-    def __init__(self, path: str, *, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        fsync: bool = True,
+        max_bytes: int = ROTATE_BYTES,
+        keep: int = ROTATE_KEEP,
+    ) -> None:
         self.path = path
         self._fsync = fsync
+        self._max_bytes = max_bytes
+        self._keep = keep
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        # 0600: records name users and groups.
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._lock = threading.Lock()
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+        self._end_torn_line()
 
-    def write(self, line: bytes) -> None:
+    def _end_torn_line(self) -> None:
+        """After a crash the file may end mid-record: close that line, so the next record is
+        not glued to it (readers skip the torn line and keep the rest)."""
+        if not self._size:
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            last = handle.read(1)
+        if last != b"\n":
+            os.write(self._fd, b"\n")
+            self._size += 1
+
+    def _open(self) -> int:
+        # 0600: records name users and groups.
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        for index in range(self._keep - 1, 0, -1):
+            older = f"{self.path}.{index}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{index + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self._fd = self._open()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
         with self._lock:
-            os.write(self._fd, line)
+            if self._size and self._size + len(data) > self._max_bytes:
+                self._rotate()
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                written = os.write(self._fd, view)
+                view = view[written:]
+            self._size += len(data)
             if self._fsync:
                 os.fsync(self._fd)
 
@@ -138,38 +193,115 @@ class FileSink:
                 self._fd = -1
 
 
+def rotated_files(path: str) -> list[str]:
+    """The audit file and its rotated predecessors, oldest first."""
+    found = []
+    index = 1
+    while os.path.exists(f"{path}.{index}"):
+        found.append(f"{path}.{index}")
+        index += 1
+    found.reverse()
+    if os.path.exists(path):
+        found.append(path)
+    return found
+
+
 class AuditLog:
+    """Writes records to every sink before a response leaves.
+
+    On the server, ``start()`` runs a writer thread that commits records in groups: a request
+    awaits the commit of its record, and records that queue up while one commit (an fsync) is
+    running share the next, so the event loop never waits on the disk.
+    """
+
+    # A bound on one group, so the first request of a burst is not held up by the last.
+    MAX_GROUP = 256
+
     def __init__(self, sinks: Sequence[Sink], *, on_failure: Any = None) -> None:
         self.sinks = list(sinks)
         self._on_failure = on_failure
+        self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[bool]] | None] | None = None
+        self._thread: threading.Thread | None = None
 
-    def write(self, record: Mapping[str, Any]) -> bool:
-        """Write one record to every sink. Returns False when some sink failed."""
-        line = orjson.dumps(record) + b"\n"
+    def _commit(self, data: bytes) -> bool:
         ok = True
         for sink in self.sinks:
             try:
-                sink.write(line)
+                sink.write(data)
             except Exception as exc:  # a sink must never break a decision
                 ok = False
                 if self._on_failure is not None:
                     self._on_failure(sink.name)
-                log.error("audit sink %s failed (%s); record follows on stderr", sink.name, exc)
-                sys.stderr.buffer.write(line)
+                log.error("audit sink %s failed (%s); records follow on stderr", sink.name, exc)
+                sys.stderr.buffer.write(data)
                 sys.stderr.flush()
         return ok
 
+    def write(self, record: Mapping[str, Any]) -> bool:
+        """Write one record to every sink now. Returns False when some sink failed."""
+        return self._commit(orjson.dumps(record) + b"\n")
+
+    async def write_async(self, record: Mapping[str, Any]) -> bool:
+        """Write one record, durably, without blocking the event loop on the disk."""
+        line = orjson.dumps(record) + b"\n"
+        if self._queue is None:
+            return self._commit(line)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put((line, future))
+        return await future
+
+    def start(self) -> None:
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                group.append(more)
+            ok = self._commit(b"".join(line for line, _ in group))
+            for _, future in group:
+                future.get_loop().call_soon_threadsafe(_settle, future, ok)
+
     def close(self) -> None:
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(10)
+            self._queue = None
         for sink in self.sinks:
             sink.close()
 
 
-def open_audit_log(*, stdout: bool, file: str | None, on_failure: Any = None) -> AuditLog:
+def _settle(future: asyncio.Future[bool], ok: bool) -> None:
+    if not future.done():
+        future.set_result(ok)
+
+
+def open_audit_log(
+    *,
+    stdout: bool,
+    file: str | None,
+    on_failure: Any = None,
+    max_bytes: int = ROTATE_BYTES,
+    keep: int = ROTATE_KEEP,
+) -> AuditLog:
     sinks: list[Sink] = []
     if stdout:
         sinks.append(StreamSink())
     if file:
-        sinks.append(FileSink(file))
+        sinks.append(FileSink(file, max_bytes=max_bytes, keep=keep))
     return AuditLog(sinks, on_failure=on_failure)
 
 

@@ -7,12 +7,13 @@ exits non-zero; none prints a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -201,6 +202,151 @@ def cmd_registry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- seguard scan --------------------------------------------------------------------------
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from webhook.scan import denying, scan
+
+    policy, builder = load_registry(
+        args.policy, args.registry_dir, kubeconfig=args.kubeconfig, istiod_url=args.istiod_url
+    )
+    violations = scan(builder.snapshot(), policy)
+    if args.output == "json":
+        _emit_json([v.as_dict() for v in violations])
+    else:
+        rows = [
+            [
+                v.namespace,
+                v.name,
+                v.created or "-",
+                v.finding.code.value,
+                v.finding.host or "-",
+                f"{v.finding.owner.kind}/{v.finding.owner.namespace}/{v.finding.owner.name}"
+                if v.finding.owner
+                else "-",
+                v.finding.action.value + (" (exempt)" if v.exempt else ""),
+            ]
+            for v in violations
+        ]
+        _print_table(
+            rows, ["NAMESPACE", "NAME", "CREATED", "CODE", "HOST", "OLDER OWNER", "ACTION"]
+        )
+        if violations:
+            print()
+            for v in violations:
+                print(f"{v.namespace}/{v.name}: {v.finding.message}")
+    return EXIT_DENIED if denying(violations) else EXIT_OK
+
+
+# --- seguard audit ---------------------------------------------------------------------------
+
+
+def parse_since(value: str, now: datetime.datetime) -> datetime.datetime:
+    """``30s``, ``15m``, ``1h``, ``2d`` before now, or an RFC 3339 time."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now - datetime.timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(
+            f"--since {value!r}: expected a duration such as 30m, 1h, 2d, or an RFC 3339 time"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _audit_lines(source: str) -> Iterator[bytes]:
+    from webhook.audit import rotated_files
+
+    if source == "-":
+        yield from sys.stdin.buffer
+        return
+    files = rotated_files(source)
+    if not files:
+        raise CommandError(f"{source}: no such audit file")
+    for name in files:
+        try:
+            with open(name, "rb") as handle:
+                yield from handle
+        except OSError as exc:
+            raise CommandError(f"cannot read {name}: {exc.strerror}") from None
+
+
+def audit_matches(record: dict[str, Any], args: argparse.Namespace, since: Any) -> bool:
+    if since is not None:
+        when = record.get("time")
+        if not isinstance(when, str):
+            return False
+        try:
+            moment = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if moment < since:
+            return False
+    if args.namespace and record.get("namespace") != args.namespace:
+        return False
+    if args.user and record.get("user") != args.user:
+        return False
+    if args.decision and record.get("decision") != args.decision:
+        return False
+    if args.event and record.get("event") != args.event:
+        return False
+    if args.code:
+        codes = {f.get("code") for f in record.get("findings") or [] if isinstance(f, dict)}
+        codes.add(record.get("code"))
+        if args.code not in codes:
+            return False
+    return True
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook.audit import read_records
+
+    source = args.file
+    if source is None:
+        if sys.stdin.isatty():
+            raise CommandError(
+                "give --file FILE, or pipe the records in (for example from kubectl logs)"
+            )
+        source = "-"
+    now = datetime.datetime.now(datetime.UTC)
+    since = parse_since(args.since, now) if args.since else None
+    records = [r for r in read_records(_audit_lines(source)) if audit_matches(r, args, since)]
+    if args.output == "json":
+        sys.stdout.write("".join(orjson.dumps(r).decode() + "\n" for r in records))
+        return EXIT_OK
+    rows = []
+    for r in records:
+        findings = [f for f in r.get("findings") or [] if isinstance(f, dict)]
+        codes = ",".join(dict.fromkeys(str(f.get("code")) for f in findings)) or str(
+            r.get("code") or "-"
+        )
+        owners = ",".join(
+            dict.fromkeys(
+                f"{f['owner']['namespace']}/{f['owner']['name']}"
+                for f in findings
+                if isinstance(f.get("owner"), dict)
+            )
+        )
+        rows.append(
+            [
+                str(r.get("time", "")),
+                str(r.get("decision") or r.get("event", "")),
+                str(r.get("user") or "-"),
+                f"{r.get('namespace', '')}/{r.get('name', '')}",
+                ",".join(r.get("hosts") or []) or str(r.get("host") or "-"),
+                codes,
+                owners or "-",
+                "yes" if r.get("dryRun") else "",
+            ]
+        )
+    _print_table(
+        rows, ["TIME", "DECISION", "USER", "OBJECT", "HOSTS", "CODES", "OWNERS", "DRY-RUN"]
+    )
+    return EXIT_OK
+
+
 # --- seguard policy validate ------------------------------------------------------------------
 
 
@@ -303,13 +449,15 @@ def _start_sources(
     runtime: Any,
     cluster: bool,
     kubeconfig: Path | None,
-) -> list[Any]:
-    """Start what keeps the registry current; returns what to stop on the way out."""
+) -> tuple[list[Any], Any]:
+    """Start what keeps the registry current; returns what to stop on the way out, and the
+    cluster transport (None without a cluster)."""
     from webhook.sources.store import RegistryStore
 
     metrics = runtime.metrics
     stoppers: list[Any] = []
     store: RegistryStore
+    transport = None
     if cluster:
         from webhook.sources import kubernetes
 
@@ -364,7 +512,32 @@ def _start_sources(
         poller = istiod.IstiodPoller(args.istiod_url, store, cluster_domain=policy.cluster_domain)
         poller.start()
         stoppers.append(poller)
-    return stoppers
+    return stoppers, transport
+
+
+def _start_reporting(
+    args: argparse.Namespace, *, runtime: Any, transport: Any, stoppers: list[Any]
+) -> Any:
+    """Warning events (with a cluster) and the periodic scan; returns the event recorder."""
+    from webhook.events import EventRecorder
+    from webhook.scanner import LeaseElector, Scanner, own_namespace
+
+    metrics = runtime.metrics
+    recorder = None
+    elector = None
+    if transport is not None:
+        recorder = EventRecorder(
+            transport,
+            on_dropped=lambda why: metrics.events_dropped.labels(why).inc(),
+            on_sent=metrics.events_sent.inc,
+        )
+        recorder.start()
+        stoppers.append(recorder)
+        elector = LeaseElector(transport, namespace=args.lease_namespace or own_namespace())
+    scanner = Scanner(runtime, elector=elector, recorder=recorder)
+    scanner.start()
+    stoppers.append(scanner)
+    return recorder
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -388,12 +561,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=str(args.audit_file) if args.audit_file else None,
         on_failure=lambda sink: metrics.audit_failures.labels(sink).inc(),
     )
+    audit_log.start()  # group commit: the event loop never waits on the disk
     runtime = Runtime(audit=audit_log, metrics=metrics)
     runtime.set_policy(policy)
     listeners = server.Listeners(
         webhook=server.bind(args.host, args.port), ops=server.bind(args.host, args.metrics_port)
     )
-    stoppers = _start_sources(
+    stoppers, transport = _start_sources(
         args,
         policy=policy,
         builder=builder,
@@ -401,8 +575,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cluster=follow_cluster,
         kubeconfig=kubeconfig,
     )
+    recorder = _start_reporting(args, runtime=runtime, transport=transport, stoppers=stoppers)
     web = server.WebhookServer(
-        webhook_app=create_app(runtime),
+        webhook_app=create_app(runtime, on_denied=recorder),
         ops_app=create_ops_app(runtime),
         listeners=listeners,
         ssl_context=ssl_context,
@@ -518,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         help="namespace for the dry-run probe of --manage-webhooks (default: default)",
     )
     serve.add_argument(
+        "--lease-namespace",
+        help="namespace of the scan's Lease (default: the pod's own namespace)",
+    )
+    serve.add_argument(
         "--drain-seconds",
         type=float,
         default=5.0,
@@ -545,6 +724,27 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     registry.add_argument("-o", "--output", choices=["name", "table", "json"], default="name")
     registry.set_defaults(func=cmd_registry)
+
+    scan_parser = sub.add_parser("scan", help="judge every existing ServiceEntry, oldest first")
+    scan_parser.add_argument("--kubeconfig", type=_path)
+    scan_parser.add_argument("--registry-dir", type=_path, action="append", default=[])
+    scan_parser.add_argument("--istiod-url")
+    scan_parser.add_argument("--policy", type=_path)
+    scan_parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    scan_parser.set_defaults(func=cmd_scan)
+
+    audit = sub.add_parser("audit", help="read the audit trail back, with filters")
+    audit.add_argument(
+        "--file", help="the audit file (its rotated files are read too); - for stdin"
+    )
+    audit.add_argument("--since", help="only records newer than this: 30m, 1h, 2d, or a time")
+    audit.add_argument("--namespace")
+    audit.add_argument("--user")
+    audit.add_argument("--code", help="a reason code, such as ConflictServiceEntry")
+    audit.add_argument("--decision", choices=["allowed", "denied", "warned"])
+    audit.add_argument("--event", help="admission.decision, policy.rejected or scan.violation")
+    audit.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    audit.set_defaults(func=cmd_audit)
 
     policy = sub.add_parser("policy", help="work with ServiceEntryPolicy documents")
     policy_sub = policy.add_subparsers(

@@ -61,6 +61,12 @@ class Metrics:
             ["webhook", "reason"],
             registry=r,
         )
+        self.denials_by_namespace = Counter(
+            "seguard_admission_denials_by_namespace",
+            "Denied requests by namespace; past the first 100 namespaces seen, as _other.",
+            ["namespace"],
+            registry=r,
+        )
         self.internal_errors = Counter(
             "seguard_admission_internal_errors",
             "Requests denied because judging them failed (fail closed).",
@@ -100,6 +106,24 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("seguard_ready", "1 when /readyz answers 200.", registry=r)
+        self.scan_violations = Gauge(
+            "seguard_scan_violations",
+            "Findings on existing ServiceEntries at the last scan, by reason code.",
+            ["code"],
+            registry=r,
+        )
+        self.scan_leader = Gauge(
+            "seguard_scan_leader", "1 while this replica holds the scan lease.", registry=r
+        )
+        self.events_sent = Counter(
+            "seguard_events_sent", "Warning events recorded in the cluster.", registry=r
+        )
+        self.events_dropped = Counter(
+            "seguard_events_dropped",
+            "Warning events not recorded, by why (rate limited, queue full, api error).",
+            ["reason"],
+            registry=r,
+        )
         self.certificate_errors = Counter(
             "seguard_certificate_reload_errors",
             "New certificate files that could not be loaded (the old pair stayed in force).",

@@ -97,6 +97,9 @@ class Context:
     rules: Rules
     snapshot: Snapshot
     visibility: frozenset[str]  # namespaces that can see it; "*" in it means all
+    # Owners to leave out besides the object itself: the scan leaves out ServiceEntries younger
+    # than the one it judges, because the oldest owner of a host is the rightful one.
+    skip: Callable[[Claim], bool] | None = None
 
     @property
     def cluster_domain(self) -> str:
@@ -358,6 +361,8 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
             and owner.name == ctx.name
         ):
             continue  # the object itself (UPDATE), never its own conflict
+        if ctx.skip is not None and ctx.skip(owner):
+            continue
         judge: Callable[[str, Context, Match], Finding | None] = (
             kubernetes_service if owner.kind == SERVICE else service_entry
         )

@@ -32,6 +32,18 @@ class Runtime:
     draining: bool = False
     # Body limit for /validate and /mutate, in bytes.
     max_body: int = 6 * 1024 * 1024
+    # Namespaces that have a metric label of their own; the rest share "_other", so a cluster
+    # with thousands of namespaces cannot blow up the metric's cardinality.
+    labelled_namespaces: set[str] = field(default_factory=set)
+    MAX_NAMESPACE_LABELS = 100
+
+    def namespace_label(self, namespace: str) -> str:
+        if namespace in self.labelled_namespaces:
+            return namespace
+        if len(self.labelled_namespaces) < self.MAX_NAMESPACE_LABELS:
+            self.labelled_namespaces.add(namespace)
+            return namespace
+        return "_other"
 
     def set_policy(self, policy: Policy) -> Policy:
         generation = (self.policy.generation if self.policy else 0) + 1

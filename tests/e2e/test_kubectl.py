@@ -5,6 +5,7 @@ Without KUBEBUILDER_ASSETS (etcd and kube-apiserver) these tests skip, saying wh
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -157,3 +158,62 @@ def test_registry_command_prints_the_real_clusters_hostnames(plane: ControlPlane
     ).stdout.splitlines()  # fmt: skip
     assert "ratings.bookinfo.svc.cluster.local" in out
     assert "kubernetes.default.svc.cluster.local" in out
+
+
+def test_a_rejected_apply_leaves_a_warning_event(plane: ControlPlane) -> None:
+    for ns in ("team-a", "team-g"):
+        namespace(plane, ns)
+    plane.apply(entry("stripe", "team-a", ["api.stripe.com"]), check=True)
+    assert plane.apply(entry("evented", "team-g", ["api.stripe.com"])).returncode != 0
+    started = time.monotonic()
+    while True:
+        events = json.loads(plane.kubectl("get", "events", "-n", "team-g", "-o", "json").stdout)[
+            "items"
+        ]
+        found = [e for e in events if e["involvedObject"].get("name") == "evented"]
+        if found:
+            break
+        assert time.monotonic() - started < PATIENCE_S, "no Event recorded"
+        time.sleep(0.2)
+    assert found[0]["type"] == "Warning"
+    assert found[0]["reason"] == "ConflictServiceEntry"
+    shown = plane.kubectl("get", "events", "-n", "team-g").stdout
+    assert "ConflictServiceEntry" in shown
+
+
+def test_a_conflict_created_while_the_webhooks_are_unregistered_is_found_by_the_scan(
+    plane: ControlPlane,
+) -> None:
+    import subprocess
+    import sys
+
+    for ns in ("scan-a", "scan-b"):
+        namespace(plane, ns)
+    plane.apply(entry("first", "scan-a", ["scanned.example.com"]), check=True)
+    plane.kubectl("delete", "validatingwebhookconfiguration", "seguard")
+    plane.kubectl("delete", "mutatingwebhookconfiguration", "seguard")
+    try:
+        # With no webhook, the duplicate gets in (retry until the API server drops the config).
+        started = time.monotonic()
+        while plane.apply(entry("second", "scan-b", ["scanned.example.com"])).returncode != 0:
+            assert time.monotonic() - started < PATIENCE_S
+            time.sleep(0.2)
+    finally:
+        plane.register_webhooks()
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "scan", "--kubeconfig", str(plane.kubeconfig), "-o", "json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    found = [v for v in json.loads(result.stdout) if v["name"] == "second"]
+    assert found[0]["code"] == "ConflictServiceEntry"
+    # The server's own periodic scan reports it too, as an audit record.
+    started = time.monotonic()
+    while True:
+        records = [
+            json.loads(line) for line in plane.audit_file.read_text().splitlines() if line.strip()
+        ]
+        if any(r.get("event") == "scan.violation" and r.get("name") == "second" for r in records):
+            break
+        assert time.monotonic() - started < PATIENCE_S * 3, "the periodic scan never reported it"
+        time.sleep(0.5)

@@ -1,0 +1,93 @@
+"""The scan of existing ServiceEntries: conflicts that got in anyway (pure).
+
+A conflict can enter the registry while the webhook is down (failurePolicy Ignore), through a
+race between two replicas admitting two creates of one host at once, or before seguard was
+installed. The scan judges every ServiceEntry in the registry as the webhook would, oldest first:
+as in Istio, the oldest owner of a host is the rightful one, so each entry is judged only against
+the Services and the ServiceEntries created before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from webhook import rules
+from webhook.claims import SERVICE_ENTRY, Claim
+from webhook.policy import Action, Policy
+from webhook.registry import Snapshot
+from webhook.rules import Finding
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    namespace: str
+    name: str
+    created: str
+    finding: Finding
+    exempt: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        owner = self.finding.owner
+        return (
+            self.namespace,
+            self.name,
+            self.finding.code.value,
+            self.finding.host,
+            f"{owner.kind}/{owner.namespace}/{owner.name}" if owner else "",
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "created": self.created,
+            "exempt": self.exempt,
+            **self.finding.as_dict(),
+        }
+
+
+def _age(claim: Claim) -> tuple[str, str, str]:
+    # creationTimestamp is RFC 3339 in UTC with a Z, so text order is time order. An object
+    # without one (from manifests) sorts last; namespace and name break ties deterministically.
+    return (claim.created or "9999", claim.namespace, claim.name)
+
+
+def entries_by_age(snapshot: Snapshot) -> list[Claim]:
+    return sorted(
+        (claim for claim in snapshot.claims.values() if claim.kind == SERVICE_ENTRY), key=_age
+    )
+
+
+def scan(snapshot: Snapshot, policy: Policy) -> list[Violation]:
+    """Every finding on every ServiceEntry, oldest entries first."""
+    violations: list[Violation] = []
+    for claim in entries_by_age(snapshot):
+        namespace_rules = policy.for_namespace(claim.namespace, snapshot.labels_of(claim.namespace))
+        age = _age(claim)
+
+        def younger(owner: Claim, age: tuple[str, str, str] = age) -> bool:
+            return owner.kind == SERVICE_ENTRY and _age(owner) > age
+
+        ctx = rules.Context(
+            namespace=claim.namespace,
+            name=claim.name,
+            rules=namespace_rules,
+            snapshot=snapshot,
+            visibility=rules.visibility(
+                claim.export_to, claim.namespace, namespace_rules.mesh_default_export_to
+            ),
+            skip=younger,
+        )
+        exempt = claim.namespace in namespace_rules.exemptions.namespaces
+        violations.extend(
+            Violation(claim.namespace, claim.name, claim.created, finding, exempt)
+            for finding in rules.evaluate(claim, ctx)
+        )
+    return violations
+
+
+def denying(violations: Iterable[Violation]) -> list[Violation]:
+    """The violations the webhook would refuse today (Deny action, not exempt)."""
+    return [v for v in violations if v.finding.action is Action.DENY and not v.exempt]
