@@ -49,6 +49,10 @@ class Cluster:
         self.webhooks: dict[tuple[str, str], dict[str, Any]] = {}
         self.patches: list[tuple[str, str, list[dict[str, Any]]]] = []
         self.forbid_patch = False
+        # Leases by (namespace, name), and Events as posted.
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.posted_events: list[dict[str, Any]] = []
+        self.forbid_events = False
         self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
 
     def _bump(self) -> int:
@@ -156,9 +160,54 @@ class _Handler(BaseHTTPRequestHandler):
             body = copy.deepcopy(cluster.webhooks[key])
         self._json(200, body)
 
+    def _lease_path(self) -> tuple[str, str | None] | None:
+        match = re.fullmatch(r"/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/?]+))?", urlparse(self.path).path)
+        return (match.group(1), match.group(2)) if match else None
+
+    def do_PUT(self) -> None:
+        lease = self._lease_path()
+        cluster = self.server.cluster
+        obj = self._body()
+        if lease is None or lease[1] is None:
+            self._status(405, "MethodNotAllowed", "not here")
+            return
+        with cluster.lock:
+            current = cluster.leases.get((lease[0], lease[1]))
+            if current is None:
+                self._status(404, "NotFound", "lease not found")
+                return
+            if obj["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+                self._status(409, "Conflict", "the object has been modified; please apply your changes to the latest version")
+                return
+            obj["metadata"]["resourceVersion"] = str(cluster._bump())
+            cluster.leases[(lease[0], lease[1])] = copy.deepcopy(obj)
+        self._json(200, obj)
+
     def do_POST(self) -> None:
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        lease = self._lease_path()
+        if lease is not None:
+            obj = self._body()
+            with self.server.cluster.lock:
+                key = (lease[0], obj["metadata"]["name"])
+                if key in self.server.cluster.leases:
+                    self._status(409, "AlreadyExists", "leases already exists")
+                    return
+                obj["metadata"]["resourceVersion"] = str(self.server.cluster._bump())
+                self.server.cluster.leases[key] = copy.deepcopy(obj)
+            self._json(201, obj)
+            return
+        events = re.fullmatch(r"/api/v1/namespaces/([^/]+)/events", url.path)
+        if events is not None:
+            obj = self._body()
+            with self.server.cluster.lock:
+                if self.server.cluster.forbid_events:
+                    self._status(403, "Forbidden", "events is forbidden")
+                    return
+                self.server.cluster.posted_events.append(obj)
+            self._json(201, obj)
+            return
         match = re.fullmatch(
             r"/apis/networking\.istio\.io/v1/namespaces/([^/]+)/serviceentries", url.path
         )
@@ -227,6 +276,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(201, obj)
 
     def do_GET(self) -> None:
+        lease = self._lease_path()
+        if lease is not None and lease[1] is not None:
+            with self.server.cluster.lock:
+                found = copy.deepcopy(self.server.cluster.leases.get((lease[0], lease[1])))
+            if found is None:
+                self._status(404, "NotFound", "leases not found")
+            else:
+                self._json(200, found)
+            return
         key = self._admission_path()
         if key is not None:
             with self.server.cluster.lock:

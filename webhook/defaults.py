@@ -9,7 +9,7 @@ only written where it keeps a valid object valid.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,11 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
     values: dict[str, Any] = {}
     notes: list[str] = []
     if defaults.location is not None and spec.get("location") is None:
-        values["location"] = defaults.location
+        problem = location_problem(obj, spec, defaults.location)
+        if problem is None:
+            values["location"] = defaults.location
+        else:
+            notes.append(f"location {defaults.location} not set: {problem}")
     if defaults.resolution is not None and spec.get("resolution") is None:
         chosen, note = choose_resolution(spec, defaults.resolution)
         if chosen is not None:
@@ -68,7 +72,11 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
             notes.append(note)
     # An empty exportTo means the same as none to Istio, so it counts as absent.
     if defaults.export_to is not None and not spec.get("exportTo"):
-        values["exportTo"] = list(defaults.export_to)
+        problem = export_to_problem(obj, defaults.export_to)
+        if problem is None:
+            values["exportTo"] = list(defaults.export_to)
+        else:
+            notes.append(f"exportTo not set: {problem}")
     new_spec.update(values)
     annotations = metadata.get("annotations")
     old_annotations: dict[str, Any] = annotations if isinstance(annotations, dict) else {}
@@ -88,6 +96,31 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
     patch = jsonpatch.make_patch(before, after).patch if values else []
     defaulted = tuple(name for name in FIELDS if name in values)
     return Defaulting(patch, defaulted, values, tuple(notes))
+
+
+WAYPOINT_LABEL = "istio.io/use-waypoint"
+
+
+def location_problem(obj: Mapping[str, Any], spec: Mapping[str, Any], location: str) -> str | None:
+    """Istio refuses MESH_INTERNAL with DYNAMIC_DNS on an entry that uses a waypoint."""
+    if location != "MESH_INTERNAL" or spec.get("resolution") != "DYNAMIC_DNS":
+        return None
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    waypoint = labels.get(WAYPOINT_LABEL) if isinstance(labels, dict) else None
+    if isinstance(waypoint, str) and waypoint and waypoint.lower() != "none":
+        return "Istio does not support MESH_INTERNAL with DYNAMIC_DNS behind a waypoint"
+    return None
+
+
+def export_to_problem(obj: Mapping[str, Any], export_to: Sequence[str]) -> str | None:
+    """Istio reads "." as the object's own namespace: naming that namespace as well is a
+    duplicate it refuses."""
+    metadata = obj.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    if "." in export_to and isinstance(namespace, str) and namespace in export_to:
+        return f'"." and "{namespace}" name the same namespace'
+    return None
 
 
 def choose_resolution(spec: Mapping[str, Any], wanted: str) -> tuple[str | None, str | None]:
@@ -182,13 +215,16 @@ def _is_hostname_address(value: str) -> bool:
 
 
 def _is_fqdn(name: str) -> bool:
-    """Istio's ValidateFQDN: lower-case DNS-1123 labels, one trailing dot allowed."""
+    """Istio's ValidateFQDN: DNS-1123 labels (Istio's pattern takes either case), one trailing
+    dot allowed."""
     if not name or len(name) > 255:
         return False
-    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
-    if labels[-1].isdigit():
+    # As Istio: the all-numeric top-level check looks at the text after the last dot, which for
+    # "foo.123." is empty, so a trailing dot passes it.
+    if name.split(".")[-1].isdigit():
         return False
-    return all(len(label) <= 63 and DNS_LABEL.match(label) for label in labels)
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return all(len(label) <= 63 and DNS_LABEL.match(label.lower()) for label in labels)
 
 
 def _all_ports_differentiable(spec: Mapping[str, Any]) -> bool:
