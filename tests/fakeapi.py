@@ -161,7 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, body)
 
     def _lease_path(self) -> tuple[str, str | None] | None:
-        match = re.fullmatch(r"/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/?]+))?", urlparse(self.path).path)
+        match = re.fullmatch(
+            r"/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/?]+))?",
+            urlparse(self.path).path,
+        )
         return (match.group(1), match.group(2)) if match else None
 
     def do_PUT(self) -> None:
@@ -177,7 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._status(404, "NotFound", "lease not found")
                 return
             if obj["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-                self._status(409, "Conflict", "the object has been modified; please apply your changes to the latest version")
+                self._status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version",
+                )
                 return
             obj["metadata"]["resourceVersion"] = str(cluster._bump())
             cluster.leases[(lease[0], lease[1])] = copy.deepcopy(obj)

@@ -173,9 +173,7 @@ def _leaf(cert_dir: Path, *, mismatched_key: bool = False) -> int:
     ca_cert = x509.load_pem_x509_certificate((cert_dir / "ca.crt").read_bytes())
     ca_key = serialization.load_pem_private_key((cert_dir / "ca.key").read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    _, leaf = certs.issue(
-        dns_names=["localhost"], ip_addresses=["127.0.0.1"], ca=(ca_cert, ca_key)
-    )
+    _, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"], ca=(ca_cert, ca_key))
     key = leaf.key_pem
     if mismatched_key:
         key = ec.generate_private_key(ec.SECP256R1()).private_bytes(

@@ -221,7 +221,7 @@ def _is_fqdn(name: str) -> bool:
         return False
     # As Istio: the all-numeric top-level check looks at the text after the last dot, which for
     # "foo.123." is empty, so a trailing dot passes it.
-    if name.split(".")[-1].isdigit():
+    if name.rsplit(".", maxsplit=1)[-1].isdigit():
         return False
     labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
     return all(len(label) <= 63 and DNS_LABEL.match(label.lower()) for label in labels)
