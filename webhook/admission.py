@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,8 +28,7 @@ class MalformedReview(ValueError):
     """A body that is not an admission.k8s.io/v1 AdmissionReview request we can answer."""
 
 
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
+class AdmissionRequest(NamedTuple):
     uid: str
     operation: str
     namespace: str
@@ -51,18 +49,18 @@ class AdmissionRequest:
 
 
 def parse_review(review: object) -> AdmissionRequest:
-    if not isinstance(review, dict):
+    if type(review) is not dict:
         raise MalformedReview("body must be a JSON object (an AdmissionReview)")
-    api_version = review.get("apiVersion")
-    if api_version != API_VERSION:
-        raise MalformedReview(f"apiVersion must be {API_VERSION}, got {api_version!r}")
-    if review.get("kind") != "AdmissionReview":
-        raise MalformedReview(f"kind must be AdmissionReview, got {review.get('kind')!r}")
-    request = review.get("request")
-    if not isinstance(request, dict):
+    get = review.get
+    if get("apiVersion") != API_VERSION:
+        raise MalformedReview(f"apiVersion must be {API_VERSION}, got {get('apiVersion')!r}")
+    if get("kind") != "AdmissionReview":
+        raise MalformedReview(f"kind must be AdmissionReview, got {get('kind')!r}")
+    request = get("request")
+    if type(request) is not dict:
         raise MalformedReview("request is missing or not an object")
     uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
+    if type(uid) is not str or not uid:
         raise MalformedReview("request.uid is missing")
     operation = request.get("operation")
     if operation not in OPERATIONS:
@@ -71,42 +69,44 @@ def parse_review(review: object) -> AdmissionRequest:
         )
     obj = request.get("object")
     old = request.get("oldObject")
-    if obj is not None and not isinstance(obj, dict):
+    if obj is not None and type(obj) is not dict:
         raise MalformedReview("request.object must be an object")
-    if old is not None and not isinstance(old, dict):
+    if old is not None and type(old) is not dict:
         raise MalformedReview("request.oldObject must be an object")
-    if operation in ("CREATE", "UPDATE") and obj is None:
+    if obj is None and operation in ("CREATE", "UPDATE"):
         raise MalformedReview(f"request.object is required for {operation}")
     kind_info = request.get("requestKind") or request.get("kind")
-    if not isinstance(kind_info, dict):
+    if type(kind_info) is not dict:
         raise MalformedReview("request.kind is missing")
     subject = obj if obj is not None else old
     meta = subject.get("metadata") if subject is not None else None
-    meta = meta if isinstance(meta, dict) else {}
+    if type(meta) is not dict:
+        meta = {}
     namespace = request.get("namespace") or meta.get("namespace") or ""
     name = request.get("name") or meta.get("name") or ""
     generate_name = meta.get("generateName") or ""
+    if type(namespace) is not str or type(name) is not str or type(generate_name) is not str:
+        raise MalformedReview("request namespace, name and generateName must be strings")
     user_info = request.get("userInfo")
-    user_info = user_info if isinstance(user_info, dict) else {}
-    user = user_info.get("username")
-    groups = user_info.get("groups")
-    for field, value in (("namespace", namespace), ("name", name), ("generateName", generate_name)):
-        if not isinstance(value, str):
-            raise MalformedReview(f"request {field} must be a string")
+    user: object = None
+    groups: object = None
+    if type(user_info) is dict:
+        user = user_info.get("username")
+        groups = user_info.get("groups")
     return AdmissionRequest(
-        uid=uid,
-        operation=operation,
-        namespace=namespace,
-        name=name,
-        generate_name=generate_name,
-        user=user if isinstance(user, str) else "",
-        groups=tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
-        dry_run=request.get("dryRun") is True,
-        group=str(kind_info.get("group", "")),
-        kind=str(kind_info.get("kind", "")),
-        version=str(kind_info.get("version", "")),
-        object=obj,
-        old_object=old,
+        uid,
+        operation,
+        namespace,
+        name,
+        generate_name,
+        user if type(user) is str else "",
+        tuple(g for g in groups if type(g) is str) if type(groups) is list else (),
+        request.get("dryRun") is True,
+        str(kind_info.get("group", "")),
+        str(kind_info.get("kind", "")),
+        str(kind_info.get("version", "")),
+        obj,
+        old,
     )
 
 

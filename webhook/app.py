@@ -48,30 +48,26 @@ class AdmissionEndpoint:
         # Told of each real (not dry-run) denial: the Kubernetes Events. Must never block.
         self.on_verdict = on_denied
         self.judge = review.validate if webhook == "validate" else review.mutate
-        metrics = runtime.metrics
-        self._latency = metrics.latency.labels(webhook)
-        self._results = {
-            result: metrics.requests.labels(webhook, result)
-            for result in (review.ALLOWED, review.DENIED, review.WARNED)
-        }
+        self._stats = runtime.metrics.admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        status, body = await self.answer(scope, receive)
+        status, body, result = await self.answer(scope, receive)
         headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         if self.runtime.draining:
             # Shutting down: finish this answer, and ask the API server to reconnect elsewhere.
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self._latency.observe(time.perf_counter() - started)
+        self._stats.observe(self.webhook, result, time.perf_counter() - started)
 
-    def _refuse(self, status: int, reason: str, message: str) -> tuple[int, bytes]:
+    def _refuse(self, status: int, reason: str, message: str) -> tuple[int, bytes, None]:
         self.runtime.metrics.rejected_bodies.labels(self.webhook, reason).inc()
         log.warning("%s: refused a request with %d: %s", self.webhook, status, message)
-        return status, orjson.dumps({"error": message})
+        return status, orjson.dumps({"error": message}), None
 
-    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+    async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str | None]:
+        """The status and body of the response, and the decision's result (None if refused)."""
         limit = self.runtime.max_body
         content_type = b""
         length = -1
@@ -115,16 +111,16 @@ class AdmissionEndpoint:
             return self._refuse(
                 400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
             )
-        answer, record = self.decide(req)
+        answer, record, result = self.decide(req)
         if record is not None:
             # Durable before the response leaves: a denial the caller saw is never missing.
             await self.runtime.audit.write_async(record)
-        return 200, orjson.dumps(answer)
+        return 200, orjson.dumps(answer), result
 
     def decide(
         self, req: admission.AdmissionRequest
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The answer, and the audit record to write before it is sent (or None)."""
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+        """The answer, the audit record to write before it is sent (or None), and the result."""
         runtime = self.runtime
         policy = runtime.policy  # read once: a reload may swap it while we work
         try:
@@ -142,7 +138,6 @@ class AdmissionEndpoint:
                 webhook=self.webhook,
                 policy_generation=policy.generation if policy else 0,
             )
-        self._results[verdict.result].inc()
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
             runtime.metrics.findings.labels(self.webhook, finding.code.value, outcome).inc()
         if verdict.result == review.DENIED:
@@ -151,7 +146,27 @@ class AdmissionEndpoint:
             ).inc()
         if self.on_verdict is not None and not verdict.allowed and not req.dry_run:
             self.on_verdict(req, verdict)
-        return verdict.to_response(req.uid), record
+        return verdict.to_response(req.uid), record, verdict.result
+
+
+class WebhookApp(FastAPI):
+    """FastAPI, with POST /validate and /mutate answered before its middleware stack.
+
+    Starlette's error and exception middleware, FastAPI's body-limit and telemetry layers and the
+    router cost more than the whole decision. The admission endpoints do not need them: they
+    check the body themselves and never raise (an error inside is a fail-closed answer). Every
+    other request, GET /validate included, goes through FastAPI as usual.
+    """
+
+    fast_routes: dict[str, AdmissionEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.fast_routes.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -160,22 +175,19 @@ def create_app(
     on_denied: Callable[[admission.AdmissionRequest, review.Verdict], None] | None = None,
 ) -> FastAPI:
     """The HTTPS app: POST /validate and POST /mutate."""
-    app = FastAPI(
+    app = WebhookApp(
         title="ServiceEntry Guard webhook",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-    app.router.routes.append(
-        Route(
-            "/validate",
-            AdmissionEndpoint(runtime, "validate", on_denied=on_denied),
-            methods=["POST"],
-        )
-    )
-    app.router.routes.append(
-        Route("/mutate", AdmissionEndpoint(runtime, "mutate"), methods=["POST"])
-    )
+    app.fast_routes = {
+        path: AdmissionEndpoint(runtime, path[1:], on_denied=on_denied)
+        for path in ("/validate", "/mutate")
+    }
+    for path, endpoint in app.fast_routes.items():
+        # Also in the router, so that other methods get their 405.
+        app.router.routes.append(Route(path, endpoint, methods=["POST"]))
     app.state.runtime = runtime
     return app
 

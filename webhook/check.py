@@ -93,7 +93,7 @@ def check_objects(
         mutated: Mapping[str, Any] = obj
         if mutation.allowed:
             if mutation.patch:
-                mutated = jsonpatch.apply_patch(obj, mutation.patch)
+                mutated = jsonpatch.apply_patch(obj, list(mutation.patch))
             req = _request(mutated, operation=operation, namespace=namespace, name=name)
             verdicts.append(validate(req, policy=policy, snapshot=snapshot))
         allowed = all(v.allowed for v in verdicts)
@@ -106,7 +106,7 @@ def check_objects(
                 allowed=allowed,
                 warnings=tuple(w for v in verdicts for w in v.warnings),
                 reasons=tuple(dict.fromkeys(f.code.value for f in findings)),
-                patch=mutation.patch,
+                patch=[dict(op) for op in mutation.patch],
                 messages=tuple(f.message for f in findings),
                 mutated=mutated,
             )

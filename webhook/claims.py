@@ -7,8 +7,7 @@ and judged the same way whether it arrives in an AdmissionReview or from a watch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook import hosts
 from webhook.shapes import type_name as _kind
@@ -24,8 +23,7 @@ MAX_PORTS = 256
 SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     """The names one object holds in the registry."""
 
     kind: str

@@ -556,6 +556,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.info("made development certificates in %s/ (CA: %s)", cert_dir, cert_dir / "ca.crt")
     ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
     metrics = Metrics()
+    metrics.gc_pauses.install()
     audit_log = open_audit_log(
         stdout=not args.no_audit_stdout,
         file=str(args.audit_file) if args.audit_file else None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook import claims as claims_mod
 from webhook import hosts
@@ -34,8 +34,7 @@ class Relation(Enum):
     COVERS = "covers"  # the host (a wildcard) covers the registered name
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     key: str  # the registered name that matched (a host or a Service alias)
     owner: Claim
     relation: Relation

@@ -7,9 +7,8 @@ audit record and metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from webhook import admission, claims, rules
 from webhook.defaults import apply_defaults
@@ -26,8 +25,7 @@ DENIED = "denied"
 WARNED = "warned"
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     allowed: bool
     result: str  # allowed | denied | warned
     mode: Mode | None = None
@@ -38,7 +36,7 @@ class Verdict:
     code: int = 403
     exemption: str | None = None
     note: str = ""  # why nothing was judged (DELETE, not a ServiceEntry ...)
-    patch: list[dict[str, Any]] = field(default_factory=list)
+    patch: Sequence[Mapping[str, Any]] = ()
     defaulted: tuple[str, ...] = ()
     record_allowed: bool = False  # the namespace's audit.recordAllowed (validate only)
 
@@ -91,7 +89,7 @@ def internal_error(error: str) -> Verdict:
         f"seguard failed while judging this request ({error}); it was denied to stay safe. "
         "Retry, and report it to the cluster admin if it persists",
     )
-    return replace(decide([finding], Mode.ENFORCE, None), code=500)
+    return decide([finding], Mode.ENFORCE, None)._replace(code=500)
 
 
 def _not_judged(req: admission.AdmissionRequest) -> str | None:
@@ -207,7 +205,7 @@ def validate(
     findings = rules.evaluate(claim, ctx)
     verdict = decide(findings, namespace_rules.mode, exemption_of(req, namespace_rules))
     if namespace_rules.audit.record_allowed:
-        return replace(verdict, record_allowed=True)
+        return verdict._replace(record_allowed=True)
     return verdict
 
 

@@ -8,9 +8,10 @@ other owner and the way out.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
@@ -52,8 +53,7 @@ ALWAYS_DENY = frozenset(
 MAX_OWNERS_PER_CODE = 3
 
 
-@dataclass(frozen=True, slots=True)
-class OwnerRef:
+class OwnerRef(NamedTuple):
     kind: str
     namespace: str
     name: str
@@ -70,8 +70,7 @@ class OwnerRef:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     code: Code
     host: str
     action: Action
@@ -88,8 +87,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):
     """The object being judged, with everything the rules read."""
 
     namespace: str
@@ -116,13 +114,16 @@ def finding_of(
 # --- visibility ----------------------------------------------------------------------------
 
 
+EVERYWHERE = frozenset({"*"})
+
+
 def visibility(
     export_to: Iterable[str] | None, namespace: str, default: Iterable[str]
 ) -> frozenset[str]:
     """The namespaces that can see an entry. ``*`` (all) is kept as a member."""
     items = tuple(export_to) if export_to else tuple(default)
     if "*" in items:
-        return frozenset({"*"})
+        return EVERYWHERE
     return frozenset(namespace if item == "." else item for item in items if item != "~")
 
 
@@ -339,6 +340,10 @@ def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
 
 def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
     """Every owner in the registry that the host collides with, at most a few per code."""
+    matches = ctx.snapshot.matches(host)
+    first = next(matches, None)
+    if first is None:  # the common case, a free host: nothing more to look at
+        return
     conflicts = ctx.rules.conflicts
     if all(
         action is Action.ALLOW
@@ -353,7 +358,7 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
         return
     shown: dict[Code, int] = {}
     seen: set[tuple[Code, tuple[str, str, str]]] = set()
-    for match in ctx.snapshot.matches(host):
+    for match in itertools.chain((first,), matches):
         owner = match.owner
         if (
             owner.kind == SERVICE_ENTRY
@@ -395,18 +400,6 @@ def _action_for(code: Code, rules: Rules) -> Action:
         Code.DUPLICATE_HOST: c.service_entry_same_namespace,
         Code.WILDCARD_OVERLAP: c.wildcard_overlap,
     }.get(code, Action.DENY)
-
-
-# Each rule in the order its findings are reported.
-HOST_RULES: tuple[Callable[[str, Context], Iterable[Finding]], ...] = (
-    host_denied,
-    host_not_allowed,
-    wildcard_not_allowed,
-    wildcard_too_broad,
-    reserved_cluster_domain,
-    short_name_service,
-    registry_conflicts,
-)
 
 
 _SUMMARIES = {
@@ -465,11 +458,28 @@ def _quote(raw: object) -> str:
 
 
 def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
-    """All findings for an object: validity first, then each host through every rule."""
-    findings = invalid_findings(claim)
+    """All findings for an object: validity first, then each host through every rule.
+
+    Each rule checks for itself whether it applies; the tests below only skip calling a rule
+    that cannot apply to this host, which keeps a clean request to a few microseconds.
+    """
+    findings = invalid_findings(claim) if claim.problems or claim.invalid else []
     if claim.problems:
         return findings
+    host_rules = ctx.rules.hosts
+    domain = ctx.cluster_domain
     for host in claim.hosts:
-        for rule in HOST_RULES:
-            findings.extend(rule(host, ctx))
+        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
+        if host_rules.denied:
+            findings.extend(host_denied(host, ctx))
+        if host_rules.allowed:
+            findings.extend(host_not_allowed(host, ctx))
+        if wildcard:
+            findings.extend(wildcard_not_allowed(host, ctx))
+            findings.extend(wildcard_too_broad(host, ctx))
+        if wildcard or host.endswith(domain):
+            findings.extend(reserved_cluster_domain(host, ctx))
+        if "." not in host:
+            findings.extend(short_name_service(host, ctx))
+        findings.extend(registry_conflicts(host, ctx))
     return findings

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 from webhook.policy import API_VERSION, KIND, Policy, parse_policy
@@ -47,6 +48,16 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
         text = path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.suffix == ".json":
+        # One JSON document (often a large List dump): orjson reads it tens of times faster.
+        try:
+            document = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ManifestError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(document, dict):
+            raise ManifestError(f"{path}: document 1 is not an object")
+        yield from flatten(document)
+        return
     try:
         decoded = text.decode("utf-8-sig")
     except UnicodeDecodeError:
