@@ -333,15 +333,17 @@ class _Handler(BaseHTTPRequestHandler):
         limit = int(query.get("limit", "0") or 0)
         start = int(query.get("continue", "0") or 0)
         with cluster.lock:
-            items = [copy.deepcopy(o) for _, o in sorted(cluster.objects[kind].items())]
+            keys = sorted(cluster.objects[kind])
+            chosen = keys[start : start + limit] if limit else keys[start:]
+            page = [copy.deepcopy(cluster.objects[kind][key]) for key in chosen]
+            total = len(keys)
             version = str(cluster.version)
-        for item in items:  # list items carry no kind or apiVersion, as from a real server
+        for item in page:  # list items carry no kind or apiVersion, as from a real server
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        page = items[start : start + limit] if limit else items[start:]
         nxt = start + len(page)
         meta: dict[str, Any] = {"resourceVersion": version}
-        if limit and nxt < len(items):
+        if limit and nxt < total:
             meta["continue"] = str(nxt)
         self._json(
             200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": page}

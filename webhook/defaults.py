@@ -1,5 +1,8 @@
 """Defaulting: mutate a copy, then diff it into a JSON Patch (pure).
 
+The copy holds only what defaulting can change (the annotations and the absent fields), so the
+diff's paths hold on the whole object and the diff is cheap enough to remember per combination.
+
 Only absent fields are set, never an empty list, and the result passes the CRD's CEL rules and
 Istio's validation whenever the input did. ``resolution_problem`` mirrors the parts of Istio's
 ``ValidateServiceEntry`` and of the CRD's CEL rules that depend on the resolution, so a default is
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import jsonpatch
@@ -43,6 +47,37 @@ class Defaulting:
         return f"seguard set defaults: {shown} (see annotation {ANNOTATION})"
 
 
+@lru_cache(maxsize=1024)
+def _patch(
+    annotation: tuple[str, str], values: tuple[tuple[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """The JSON Patch for one combination of set fields and annotation state.
+
+    The diff is ``jsonpatch.make_patch`` of a mutated copy, taken over just the parts that
+    change (the annotations and the set fields), so its paths hold on the whole object: every op
+    adds an absent member, or replaces ours. It costs about 60 µs, and the combinations are few,
+    so each is computed once. The ops are shared: callers must not change them.
+    """
+    state, old = annotation
+    before_annotations: dict[str, Any] | None = None
+    if state == "set":
+        before_annotations = {ANNOTATION: old}
+    elif state == "other":
+        before_annotations = {}
+    names = dict(values)
+    already = old.split(",") if state == "set" else []
+    merged = ",".join(name for name in FIELDS if name in names or name in already)
+    after_annotations = {**(before_annotations or {}), ANNOTATION: merged}
+    before: dict[str, Any] = {"metadata": {}, "spec": {}}
+    if before_annotations is not None:
+        before["metadata"]["annotations"] = before_annotations
+    after = {
+        "metadata": {"annotations": after_annotations},
+        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in values},
+    }
+    return tuple(jsonpatch.make_patch(before, after).patch)
+
+
 def _short(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(str(v) for v in value) + "]"
@@ -55,7 +90,6 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
     metadata = obj.get("metadata")
     if not isinstance(spec, dict) or not isinstance(metadata, dict):
         return Defaulting([], (), {})
-    new_spec = dict(spec)
     values: dict[str, Any] = {}
     notes: list[str] = []
     if defaults.location is not None and spec.get("location") is None:
@@ -77,23 +111,17 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
             values["exportTo"] = list(defaults.export_to)
         else:
             notes.append(f"exportTo not set: {problem}")
-    new_spec.update(values)
     annotations = metadata.get("annotations")
-    old_annotations: dict[str, Any] = annotations if isinstance(annotations, dict) else {}
-    new_annotations = dict(old_annotations)
-    if values:
-        already = str(old_annotations.get(ANNOTATION, "")).split(",")
-        names = [name for name in FIELDS if name in values or name in already]
-        new_annotations[ANNOTATION] = ",".join(names)
-    before: dict[str, Any] = {"metadata": {}, "spec": spec}
-    after: dict[str, Any] = {"metadata": {}, "spec": new_spec}
-    if isinstance(annotations, dict):
-        before["metadata"]["annotations"] = annotations
-    if new_annotations or isinstance(annotations, dict):
-        after["metadata"]["annotations"] = new_annotations
-    # Diffing only metadata.annotations and spec gives paths that hold on the whole object, and
-    # skips comparing managedFields and the rest on every request.
-    patch = jsonpatch.make_patch(before, after).patch if values else []
+    if not values:
+        return Defaulting([], (), {}, tuple(notes))
+    if not isinstance(annotations, dict):
+        state: tuple[str, str] = ("absent", "")
+    elif ANNOTATION in annotations:
+        state = ("set", str(annotations[ANNOTATION]))
+    else:
+        state = ("other", "")
+    frozen = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items())
+    patch = list(_patch(state, frozen))
     defaulted = tuple(name for name in FIELDS if name in values)
     return Defaulting(patch, defaulted, values, tuple(notes))
 

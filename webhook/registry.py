@@ -55,10 +55,21 @@ class Skipped:
     reason: str
 
 
+# A name's owners: one Claim (nearly always), or a tuple of them. A lone owner is kept bare: at
+# 100,000 entries the one-element tuples would cost about 17 MB.
+Owners = Claim | tuple[Claim, ...]
+
+
+def owners_of(value: Owners | None) -> tuple[Claim, ...]:
+    if value is None:
+        return ()
+    return (value,) if type(value) is Claim else value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     cluster_domain: str
-    names: Mapping[str, tuple[Claim, ...]]
+    names: Mapping[str, Owners]
     under: Mapping[str, tuple[str, ...]]
     short: Mapping[str, tuple[Claim, ...]]
     claims: Mapping[ClaimKey, Claim]
@@ -70,17 +81,25 @@ class Snapshot:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
         then (for a wildcard host) the names it covers. Lazy, so a caller may stop early."""
         names = self.names
-        for owner in names.get(host, ()):
-            yield Match(host, owner, Relation.EQUAL)
+        value = names.get(host)
+        if value is not None:
+            for owner in owners_of(value):
+                yield Match(host, owner, Relation.EQUAL)
         base = hosts.base_name(host)
         for parent in hosts.parents(base):
             key = "*." + parent
-            for owner in names.get(key, ()):
-                yield Match(key, owner, Relation.COVERED_BY)
+            value = names.get(key)
+            if value is not None:
+                for owner in owners_of(value):
+                    yield Match(key, owner, Relation.COVERED_BY)
         if host.startswith(hosts.WILDCARD_PREFIX):
             for key in self.under.get(base, ()):
-                for owner in names.get(key, ()):
+                for owner in owners_of(names.get(key)):
                     yield Match(key, owner, Relation.COVERS)
+
+    def owners(self, name: str) -> tuple[Claim, ...]:
+        """The owners of exactly this registered name (a host or a Service alias)."""
+        return owners_of(self.names.get(name))
 
     def services_named(self, namespace: str, label: str) -> tuple[Claim, ...]:
         """Services whose short name ``label`` is an alias inside ``namespace``."""
@@ -108,16 +127,20 @@ def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
 class RegistryBuilder:
     """The mutable side: apply objects and deletions, then take an immutable ``snapshot()``.
 
-    Values of ``names`` and ``short`` are small tuples, replaced on change. A domain in ``under``
-    may hold 100,000 names (``svc.cluster.local``), so a change does not copy its tuple: it goes
-    into an ordered set of pending changes for that domain, and the tuple is rebuilt once, when
+    Values of ``names`` and ``short`` are small, replaced on change. A domain in ``under`` may
+    hold 100,000 names (``svc.cluster.local``), so a change does not copy its tuple: it goes into
+    an ordered set of pending changes for that domain, and the tuple is rebuilt once, when
     ``under`` or a snapshot is next read. A burst of events then costs one copy per domain, not
-    one per event. A snapshot only needs shallow copies of the dictionaries.
+    one per event.
+
+    A snapshot shares the builder's dictionaries (copy on write): the builder copies them only
+    when it changes next, so a quiet registry is held once, not twice.
     """
 
     def __init__(self, cluster_domain: str = "cluster.local") -> None:
         self.cluster_domain = cluster_domain
-        self.names: dict[str, tuple[Claim, ...]] = {}
+        self._shared = False
+        self.names: dict[str, Owners] = {}
         self._under: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, dict[str, None]] = {}
         self.short: dict[str, tuple[Claim, ...]] = {}
@@ -126,8 +149,21 @@ class RegistryBuilder:
         self.skipped: dict[ClaimKey, Skipped] = {}
         self.generation = 0
 
+    def _own(self) -> None:
+        """Copy the dictionaries a snapshot shares, before changing any of them."""
+        if self._shared:
+            self.names = dict(self.names)
+            self._under = dict(self._under)
+            self.short = dict(self.short)
+            self.claims = dict(self.claims)
+            self.namespaces = dict(self.namespaces)
+            self.skipped = dict(self.skipped)
+            self._shared = False
+
     @property
     def under(self) -> dict[str, tuple[str, ...]]:
+        if self._pending:
+            self._own()
         for domain, inside in self._pending.items():
             if inside:
                 self._under[domain] = tuple(inside)
@@ -156,6 +192,7 @@ class RegistryBuilder:
         kind = claims_mod.kind_of(obj)
         if kind is None:
             return None
+        self._own()
         if kind == claims_mod.NAMESPACE:
             name = claims_mod.object_name(obj)
             if name:
@@ -186,6 +223,7 @@ class RegistryBuilder:
         if kind is None:
             return
         name = claims_mod.object_name(obj)
+        self._own()
         if kind == claims_mod.NAMESPACE:
             self.namespaces.pop(name, None)
             return
@@ -231,6 +269,11 @@ class RegistryBuilder:
         fresh = RegistryBuilder.bulk(
             ((source, obj) for obj in objects), cluster_domain=self.cluster_domain
         )
+        return self.merge_kind(kind, fresh, source=source)
+
+    def merge_kind(self, kind: str, fresh: RegistryBuilder, *, source: str) -> RegistryBuilder:
+        """``replace_kind`` with the new objects already indexed in ``fresh`` (so the slow part,
+        listing and indexing, can happen outside any lock)."""
         builder = RegistryBuilder(cluster_domain=self.cluster_domain)
         builder.generation = self.generation
         if kind == claims_mod.NAMESPACE:
@@ -285,7 +328,7 @@ class RegistryBuilder:
             if claim.kind == claims_mod.SERVICE:
                 short.setdefault(f"{claim.namespace}/{claim.name}", []).append(claim)
         self.claims = claims
-        self.names = {k: tuple(v) for k, v in names.items()}
+        self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
         self.short = {k: tuple(v) for k, v in short.items()}
@@ -293,28 +336,32 @@ class RegistryBuilder:
     # --- claims ----------------------------------------------------------------------------
 
     def put_claim(self, claim: Claim) -> None:
+        self._own()
         key = claim.key
         if key in self.claims:
             self.remove_claim(key)
         self.claims[key] = claim
         for name in claim.hosts + claim.aliases:
-            owners = self.names.get(name, ())
-            self.names[name] = (*owners, claim)
-            if not owners:
+            existing = self.names.get(name)
+            if existing is None:
+                self.names[name] = claim
                 for domain in _domains_above(name):
                     self._domain(domain)[name] = None
+            else:
+                self.names[name] = (*owners_of(existing), claim)
         if claim.kind == claims_mod.SERVICE:
             short = f"{claim.namespace}/{claim.name}"
             self.short[short] = (*self.short.get(short, ()), claim)
 
     def remove_claim(self, key: ClaimKey) -> None:
+        self._own()
         claim = self.claims.pop(key, None)
         if claim is None:
             return
         for name in claim.hosts + claim.aliases:
-            left = tuple(owner for owner in self.names.get(name, ()) if owner.key != key)
+            left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
-                self.names[name] = left
+                self.names[name] = left[0] if len(left) == 1 else left
                 continue
             self.names.pop(name, None)
             for domain in _domains_above(name):
@@ -329,13 +376,15 @@ class RegistryBuilder:
 
     def snapshot(self) -> Snapshot:
         self.generation += 1
+        under = self.under  # applies pending domain changes first
+        self._shared = True
         return Snapshot(
             cluster_domain=self.cluster_domain,
-            names=dict(self.names),
-            under=dict(self.under),
-            short=dict(self.short),
-            claims=dict(self.claims),
-            namespaces=dict(self.namespaces),
+            names=self.names,
+            under=under,
+            short=self.short,
+            claims=self.claims,
+            namespaces=self.namespaces,
             skipped=tuple(self.skipped.values()),
             generation=self.generation,
         )

@@ -226,7 +226,7 @@ def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
         reserved = host in (domain, zone) or host.endswith("." + zone)
         if reserved and any(
             owner.kind == SERVICE and owner.namespace == ctx.namespace and host in owner.hosts
-            for owner in ctx.snapshot.names.get(host, ())
+            for owner in ctx.snapshot.owners(host)
         ):
             return
     if reserved:

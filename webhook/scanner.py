@@ -164,7 +164,8 @@ class Scanner:
         snapshot, policy = self.runtime.snapshot, self.runtime.policy
         if snapshot is None or policy is None:
             return []
-        violations = scan(snapshot, policy)
+        # Sleep a moment now and then: the event loop needs the GIL more than the scan does.
+        violations = scan(snapshot, policy, pause=lambda: time.sleep(0.001))
         self.scans += 1
         self.last = violations
         gauge = self.runtime.metrics.scan_violations

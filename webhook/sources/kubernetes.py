@@ -296,22 +296,41 @@ def connect(kubeconfig: Path | None) -> Transport:
     return Transport(client.ApiClient(configuration))
 
 
+class Listing:
+    """Every object of a kind, page by page (following continue tokens), as an iterator: a page
+    is dropped as soon as its objects are indexed, so a 100k list never sits in memory whole.
+    ``resource_version`` is set once the last page is read."""
+
+    def __init__(self, transport: Transport, resource: Resource) -> None:
+        self.transport = transport
+        self.resource = resource
+        self.resource_version = ""
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        token = ""
+        resource = self.resource
+        while True:
+            page = self.transport.list(resource, continue_token=token)
+            for item in page.get("items") or []:
+                if isinstance(item, dict):
+                    # Items of a typed list carry no kind or apiVersion.
+                    item.setdefault("kind", resource.kind)
+                    item.setdefault("apiVersion", resource.api_version)
+                    self.count += 1
+                    yield item
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or ""
+            if not token:
+                self.resource_version = str(meta.get("resourceVersion") or "")
+                return
+
+
 def list_all(transport: Transport, resource: Resource) -> tuple[list[dict[str, Any]], str]:
-    """Every object of a kind (following continue tokens), and the list's resourceVersion."""
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = transport.list(resource, continue_token=token)
-        for item in page.get("items") or []:
-            if isinstance(item, dict):
-                # Items of a typed list carry no kind or apiVersion.
-                item.setdefault("kind", resource.kind)
-                item.setdefault("apiVersion", resource.api_version)
-                items.append(item)
-        meta = page.get("metadata") or {}
-        token = meta.get("continue") or ""
-        if not token:
-            return items, str(meta.get("resourceVersion") or "")
+    """Every object of a kind, and the list's resourceVersion."""
+    listing = Listing(transport, resource)
+    items = list(listing)
+    return items, listing.resource_version
 
 
 def read_cluster(transport: Transport) -> tuple[list[dict[str, Any]], list[str]]:
@@ -409,8 +428,9 @@ class Watcher:
         self._changed()
 
     def relist(self) -> str:
-        items, version = list_all(self.transport, self.resource)
-        self.store.replace_kind(self.resource.kind, items, source=SOURCE)
+        listing = Listing(self.transport, self.resource)
+        self.store.replace_kind(self.resource.kind, listing, source=SOURCE)
+        version = listing.resource_version
         first = not self.state.synced
         self.state.synced = True
         self.state.relists += 0 if first else 1
@@ -419,7 +439,7 @@ class Watcher:
         self.state.error = ""
         if self._reported:
             log.info(
-                "%s: listed %d objects; the problem is gone", self.resource.qualified, len(items)
+                "%s: listed %d objects; the problem is gone", self.resource.qualified, listing.count
             )
             self._reported = ""
         self._changed()

@@ -35,8 +35,13 @@ class RegistryStore:
         self._logged_skips: set[tuple[str, str, str, str]] = set()
 
     def replace_kind(self, kind: str, objects: Iterable[Mapping[str, Any]], *, source: str) -> None:
+        # Index the new objects first, outside the lock (objects may be a listing still being
+        # paged in from the API server); then swap them in.
+        fresh = RegistryBuilder.bulk(
+            ((source, obj) for obj in objects), cluster_domain=self._builder.cluster_domain
+        )
         with self._lock:
-            self._builder = self._builder.replace_kind(kind, objects, source=source)
+            self._builder = self._builder.merge_kind(kind, fresh, source=source)
             self._log_skips()
         self._dirty.set()
 

@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""The benchmark: `seguard serve` over TLS against a bare ASGI baseline, in one run.
+
+    python bench/run.py            # registries of 0, 10k and 100k entries
+    python bench/run.py --quick    # the 100k case only (under 3 minutes)
+
+From a fresh clone it makes its own virtualenv (.venv-bench) with the project and matplotlib,
+and installs wrk from Debian's packages when it is missing. It prints each target as met or
+the gap, and writes bench/results/latest.json, latest.md and latency.png.
+
+Method. The load generator is wrk (HTTP/1.1 keep-alive, TLS), running on the same machine as
+the server, so figures vary from machine to machine and from minute to minute; the number that
+matters is the ratio of our throughput to the baseline's, measured in interleaved rounds in the
+same run (the median of each). Latency is measured at the client, at a fixed 1,000 requests/s
+(wrk connections paced with a delay). CPU time per request comes from /proc for the server
+process over the saturation rounds. GC pauses come from the server's own histogram
+(seguard_gc_pause_seconds), as the difference across the loaded period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import venv
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+BENCH_VENV = ROOT / ".venv-bench"
+
+# The targets of the performance issue (this 2-core machine, 100k entries, one worker).
+TARGET_RATIO = 0.6
+TARGET_P99_MS = 5.0
+TARGET_P999_MS = 10.0
+TARGET_BUILD_S = 2.0
+TARGET_RSS_MB = 100.0
+TARGET_GC_MS = 2.0
+TARGET_LOOKUP_RATIO = 1.5  # lookup cost at 100k over the cost at 0: "independent of size"
+PACED_RPS = 1000
+PACED_CONNECTIONS = 10
+SATURATION_CONNECTIONS = 16
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+def ensure_environment() -> None:
+    """Re-run inside .venv-bench (made on first use) unless the project is importable here."""
+    try:
+        import matplotlib  # noqa: F401
+
+        import webhook  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return
+    if Path(sys.prefix).resolve() == BENCH_VENV.resolve():
+        sys.exit("bench: the bench virtualenv lacks the project; delete .venv-bench and run again")
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        print("bench: making .venv-bench with the project and matplotlib ...", flush=True)
+        venv.create(BENCH_VENV, with_pip=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[bench]"], check=True
+        )
+    os.execv(str(python), [str(python), *sys.argv])
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("bench: installing wrk from Debian's packages ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    sys.exit("bench: wrk is needed (Debian: apt-get install wrk)")
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], patience: float = 180.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < patience:
+        if proc.poll() is not None:
+            sys.exit(f"bench: the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"bench: {url} never became ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = {}
+    for line in status.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def gc_histogram(metrics_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("seguard_gc_pause_seconds_bucket"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def longest_pause_ms(before: dict[str, float], after: dict[str, float]) -> tuple[float, int]:
+    """The upper bound of the slowest bucket that grew, in ms, and how many pauses over 2 ms."""
+    bounds = [b for b in before if b != "+Inf"]
+    longest = 0.0
+    previous = 0.0
+    over = 0
+    for bound in [*bounds, "+Inf"]:
+        grew = (after.get(bound, 0.0) - before.get(bound, 0.0)) - previous
+        previous = after.get(bound, 0.0) - before.get(bound, 0.0)
+        if grew > 0:
+            longest = float("inf") if bound == "+Inf" else float(bound) * 1000
+            if bound == "+Inf" or float(bound) * 1000 > TARGET_GC_MS:
+                over += int(grew)
+    return longest, over
+
+
+def wrk(
+    wrk_path: str, url: str, script: Path, *, seconds: float, connections: int
+) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            wrk_path,
+            "-t1",
+            f"-c{connections}",
+            f"-d{round(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    summary["rps"] = summary["requests"] / round(seconds)
+    return summary
+
+
+# --- in-process measurements ---------------------------------------------------------------------
+
+
+def api_server(entries: int) -> Any:
+    """A small API server (the tests' fake) holding a registry of ``entries`` objects."""
+    sys.path.insert(0, str(ROOT))
+    from bench.workload import registry_objects
+    from tests.fakeapi import Cluster, FakeApiServer
+
+    cluster = Cluster()
+    for obj in registry_objects(entries):
+        meta = obj["metadata"]
+        cluster.objects[obj["kind"]][(meta.get("namespace", ""), meta["name"])] = obj
+    server = FakeApiServer(cluster)
+    server.start()
+    return server
+
+
+def registry_build_seconds(objects_count: int = 20_000) -> float:
+    """List ``objects_count`` Services and ServiceEntries from an API server (paged, through the
+    official client, raw JSON) and index them: the time to a usable snapshot."""
+    from webhook.registry import RegistryBuilder
+    from webhook.sources import kubernetes
+
+    server = api_server(objects_count)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            transport = kubernetes.connect(server.kubeconfig(Path(tmp) / "kubeconfig"))
+            started = time.perf_counter()
+            objects, _ = kubernetes.read_cluster(transport)
+            builder = RegistryBuilder.bulk(
+                ((kubernetes.SOURCE, o) for o in objects), cluster_domain="cluster.local"
+            )
+            builder.snapshot()
+            return time.perf_counter() - started
+    finally:
+        server.stop()
+
+
+def lookup_micros(entries: int, *, kinds: tuple[str, ...], mix_entries: int) -> float:
+    """The median time of one decision, in process, for the benchmark requests of these kinds
+    (built against a registry of ``mix_entries``) judged against a registry of ``entries``."""
+    sys.path.insert(0, str(ROOT))
+    import orjson
+
+    from bench.workload import registry_objects, request_mix
+    from webhook import admission, review
+    from webhook.policy import default_policy
+    from webhook.registry import build_snapshot
+
+    snapshot = build_snapshot(
+        (("files", o) for o in registry_objects(entries)), cluster_domain="cluster.local"
+    )
+    policy = default_policy()
+    requests = [
+        (admission.parse_review(orjson.loads(body)), path)
+        for kind, path, body in request_mix(mix_entries)
+        if kind in kinds
+    ]
+    samples = []
+    for _ in range(7):
+        started = time.perf_counter()
+        for _ in range(20):
+            for req, path in requests:
+                judge = review.validate if path == "/validate" else review.mutate
+                judge(req, policy=policy, snapshot=snapshot)
+        samples.append((time.perf_counter() - started) / (20 * len(requests)) * 1e6)
+    return statistics.median(samples)
+
+
+def lookup_costs() -> dict[str, float]:
+    """Free hosts at 0 and 100k entries; hosts that collide, at 1k and 100k (the same owners
+    exist in both)."""
+    free = ("allow", "mutate")
+    return {
+        "free_0": lookup_micros(0, kinds=free, mix_entries=0),
+        "free_100k": lookup_micros(100_000, kinds=free, mix_entries=0),
+        "conflict_1k": lookup_micros(1_000, kinds=("deny",), mix_entries=1_000),
+        "conflict_100k": lookup_micros(100_000, kinds=("deny",), mix_entries=1_000),
+    }
+
+
+# --- one registry size -----------------------------------------------------------------------
+
+
+def run_case(
+    entries: int,
+    *,
+    wrk_path: str,
+    work: Path,
+    cert_dir: Path,
+    baseline_url: str,
+    rounds: int,
+    seconds: float,
+) -> dict[str, Any]:
+    from bench.workload import request_mix, wrk_script
+
+    folder = work / f"n{entries}"
+    folder.mkdir(parents=True)
+    # The server follows an API server, as in a cluster: list (paged), then watch.
+    cluster = api_server(entries)
+    kubeconfig = cluster.kubeconfig(folder / "kubeconfig")
+    mix = request_mix(entries)
+    saturate = wrk_script(mix, folder, pace_ms=None)
+    paced = wrk_script(mix, folder, pace_ms=PACED_CONNECTIONS * 1000 / PACED_RPS)
+    port, ops = free_port(), free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "webhook.cli", "serve",
+            "--kubeconfig", str(kubeconfig), "--cert-dir", str(cert_dir),
+            "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(ops),
+            "--audit-file", str(folder / "audit.log"), "--no-audit-stdout", "--drain-seconds", "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "serve.log").open("wb"),
+    )  # fmt: skip
+    try:
+        startup = wait_ready(f"http://127.0.0.1:{ops}/readyz", proc)
+        url = f"https://127.0.0.1:{port}"
+        wrk(wrk_path, url, saturate, seconds=2, connections=SATURATION_CONNECTIONS)  # warm-up
+        gc_before = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
+        ours, base, cpu = [], [], []
+        for _ in range(rounds):
+            cpu_start = cpu_seconds(proc.pid)
+            run = wrk(wrk_path, url, saturate, seconds=seconds, connections=SATURATION_CONNECTIONS)
+            cpu.append((cpu_seconds(proc.pid) - cpu_start) / max(1, run["requests"]) * 1e6)
+            ours.append(run["rps"])
+            base.append(
+                wrk(
+                    wrk_path,
+                    baseline_url,
+                    saturate,
+                    seconds=seconds,
+                    connections=SATURATION_CONNECTIONS,
+                )["rps"]
+            )
+        latency = wrk(
+            wrk_path, url, paced, seconds=max(seconds * 2, 10), connections=PACED_CONNECTIONS
+        )
+        gc_after = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
+        rss, peak = memory_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        cluster.stop()
+    longest, over = longest_pause_ms(gc_before, gc_after)
+    return {
+        "entries": entries,
+        "startup_s": round(startup, 2),
+        "throughput_rps": round(statistics.median(ours)),
+        "baseline_rps": round(statistics.median(base)),
+        "ratio": round(statistics.median(ours) / statistics.median(base), 3),
+        "rounds": {"ours": [round(r) for r in ours], "baseline": [round(r) for r in base]},
+        "cpu_us_per_request": round(statistics.median(cpu), 1),
+        "paced_rps": round(latency["rps"]),
+        "p50_ms": round(latency["p50"] / 1000, 3),
+        "p99_ms": round(latency["p99"] / 1000, 3),
+        "p999_ms": round(latency["p999"] / 1000, 3),
+        "max_ms": round(latency["max"] / 1000, 3),
+        "errors": latency["errors"],
+        "rss_mb": round(rss, 1),
+        "rss_peak_mb": round(peak, 1),
+        "gc_pause_max_ms": longest,
+        "gc_pauses_over_2ms": over,
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    big = result["cases"][-1]
+    lookup = result["lookup_ratio"]
+    rows = [
+        ("throughput / bare ASGI", f">= {TARGET_RATIO}", f"{big['ratio']:.2f}", big["ratio"] >= TARGET_RATIO),
+        ("p99 at 1,000 req/s", f"<= {TARGET_P99_MS} ms", f"{big['p99_ms']:.2f} ms", big["p99_ms"] <= TARGET_P99_MS),
+        ("p99.9 at 1,000 req/s", f"<= {TARGET_P999_MS} ms", f"{big['p999_ms']:.2f} ms", big["p999_ms"] <= TARGET_P999_MS),
+        ("20k objects listed and indexed", f"<= {TARGET_BUILD_S} s", f"{result['registry_build_s']:.2f} s", result["registry_build_s"] <= TARGET_BUILD_S),
+        ("RSS under load", f"<= {TARGET_RSS_MB:.0f} MB", f"{big['rss_mb']:.1f} MB", big["rss_mb"] <= TARGET_RSS_MB),
+        ("GC pauses over 2 ms under load", "0", f"{big['gc_pauses_over_2ms']} (longest <= {big['gc_pause_max_ms']:g} ms)", big["gc_pauses_over_2ms"] == 0),
+        ("decision cost at 100k / small registry", f"<= {TARGET_LOOKUP_RATIO}", f"{lookup:.2f}", lookup <= TARGET_LOOKUP_RATIO),
+    ]  # fmt: skip
+    return [(name, target, got, ok) for name, target, got, ok in rows]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {result['date']} on {result['machine']}, `python bench/run.py{' --quick' if result['quick'] else ''}`.",
+        "",
+        "| entries | req/s | bare ASGI req/s | ratio | CPU µs/req | p50 ms | p99 ms | p99.9 ms | RSS MB | GC pauses > 2 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in result["cases"]:
+        lines.append(
+            f"| {case['entries']:,} | {case['throughput_rps']:,} | {case['baseline_rps']:,} | {case['ratio']:.2f} | "
+            f"{case['cpu_us_per_request']} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} | {case['p999_ms']:.2f} | "
+            f"{case['rss_mb']:.1f} | {case['gc_pauses_over_2ms']} |"
+        )
+    lines += [
+        "",
+        f"20k objects listed (paged, official client, raw JSON) and indexed: {result['registry_build_s']:.2f} s. "
+        f"Decision cost in process, the same requests at each size: a free host {result['lookup_us']['free_0']:.1f} µs at 0 entries "
+        f"and {result['lookup_us']['free_100k']:.1f} µs at 100k; a colliding host {result['lookup_us']['conflict_1k']:.1f} µs at 1k "
+        f"and {result['lookup_us']['conflict_100k']:.1f} µs at 100k (worst ratio {result['lookup_ratio']:.2f}).",
+        "",
+        "| target | wanted | measured | |",
+        "|---|---|---|---|",
+    ]
+    for name, target, got, ok in verdicts(result):
+        lines.append(f"| {name} | {target} | {got} | {'met' if ok else 'gap'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = result["cases"]
+    labels = [f"{c['entries']:,}" for c in cases]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.25
+    for offset, key, name in (
+        (-width, "p50_ms", "p50"),
+        (0.0, "p99_ms", "p99"),
+        (width, "p999_ms", "p99.9"),
+    ):
+        left.bar(
+            [i + offset for i in range(len(cases))], [c[key] for c in cases], width, label=name
+        )
+    left.axhline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=1, label="p99 target")
+    left.set_xticks(range(len(cases)), labels)
+    left.set_xlabel("registry entries")
+    left.set_ylabel("ms at the client")
+    left.set_title(f"Latency at {PACED_RPS:,} requests/s")
+    left.legend()
+    right.bar(
+        [i - 0.2 for i in range(len(cases))],
+        [c["throughput_rps"] for c in cases],
+        0.4,
+        label="seguard",
+    )
+    right.bar(
+        [i + 0.2 for i in range(len(cases))],
+        [c["baseline_rps"] for c in cases],
+        0.4,
+        label="bare ASGI",
+    )
+    right.set_xticks(range(len(cases)), labels)
+    right.set_xlabel("registry entries")
+    right.set_ylabel("requests/s at saturation")
+    right.set_title("Throughput, same uvicorn TLS settings")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="the 100k case only")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved saturation rounds")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
+    parser.add_argument("--readme", action="store_true", help="also put the table in README.md")
+    args = parser.parse_args()
+    ensure_environment()
+    wrk_path = ensure_wrk()
+    sys.path.insert(0, str(ROOT))
+    from webhook import certs
+
+    started = time.monotonic()
+    entries = [100_000] if args.quick else [0, 10_000, 100_000]
+    work = Path(tempfile.mkdtemp(prefix="seguard-bench-"))
+    cert_dir = work / "certs"
+    ca, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    certs.write_pairs(cert_dir, ca, leaf)
+    base_port = free_port()
+    baseline = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "baseline.py"),
+            "--cert-dir",
+            str(cert_dir),
+            "--port",
+            str(base_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.5)
+    cases = []
+    try:
+        for n in entries:
+            print(f"bench: {n:,} entries ...", flush=True)
+            cases.append(
+                run_case(
+                    n,
+                    wrk_path=wrk_path,
+                    work=work,
+                    cert_dir=cert_dir,
+                    baseline_url=f"https://127.0.0.1:{base_port}",
+                    rounds=args.rounds,
+                    seconds=args.seconds,
+                )
+            )
+    finally:
+        baseline.send_signal(signal.SIGTERM)
+        baseline.wait(30)
+    print("bench: 20k-object list and index ...", flush=True)
+    build = registry_build_seconds()
+    print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
+    costs = lookup_costs()
+    lookup_ratio = max(
+        costs["free_100k"] / costs["free_0"], costs["conflict_100k"] / costs["conflict_1k"]
+    )
+    biggest = cases[-1]
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, {os.uname().machine}, Python {sys.version.split()[0]}",
+        "quick": args.quick,
+        "entries": biggest["entries"],
+        "ratio": biggest["ratio"],
+        "throughput_rps": biggest["throughput_rps"],
+        "baseline_rps": biggest["baseline_rps"],
+        "p50_ms": biggest["p50_ms"],
+        "p99_ms": biggest["p99_ms"],
+        "p999_ms": biggest["p999_ms"],
+        "registry_build_s": round(build, 3),
+        "rss_mb": biggest["rss_mb"],
+        "gc_pause_max_ms": biggest["gc_pause_max_ms"],
+        "lookup_us": {k: round(v, 2) for k, v in costs.items()},
+        "lookup_ratio": round(lookup_ratio, 3),
+        "cases": cases,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    (RESULTS / "latest.md").write_text(table)
+    plot(result, RESULTS / "latency.png")
+    if args.readme:
+        update_readme(table)
+    shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(table)
+    print(f"bench: done in {result['elapsed_s']:.0f} s; results in {RESULTS}")
+    failed = [name for name, _, _, ok in verdicts(result) if not ok]
+    for name, target, got, ok in verdicts(result):
+        print(f"  {'met' if ok else 'GAP'}  {name}: {got} (target {target})")
+    if failed:
+        print(f"bench: {len(failed)} target(s) not met")
+
+
+if __name__ == "__main__":
+    main()
