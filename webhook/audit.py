@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,6 +114,8 @@ class StreamSink:
             self._stream.flush()
 
 
+_sync = getattr(os, "fdatasync", os.fsync)
+
 # Rotate at 100 MiB and keep five old files: a day of denials in a busy cluster fits many times
 # over, and the disk use stays bounded at 600 MiB.
 ROTATE_BYTES = 100 * 1024 * 1024
@@ -183,7 +186,8 @@ class FileSink:
                 view = view[written:]
             self._size += len(data)
             if self._fsync:
-                os.fsync(self._fd)
+                # fdatasync: the data and the size, without the timestamps fsync also writes.
+                _sync(self._fd)
 
     def close(self) -> None:
         with self._lock:
@@ -208,18 +212,21 @@ def rotated_files(path: str) -> list[str]:
 class AuditLog:
     """Writes records to every sink before a response leaves.
 
-    On the server (after ``start()``), records are committed in groups on the event loop: a
-    request's record joins the group of the current loop iteration and the request awaits the
-    group's commit, one write and one fsync for all of them, made just after the requests of
-    that iteration have run. Under load many denials share one fsync; a thread would add a
-    hand-off and GIL contention to every denial instead.
+    On the server (after ``start()``), records are committed in groups. The records of one
+    event-loop iteration form a group, handed in one piece to a writer thread, which writes and
+    syncs each group it finds waiting with one write and one fdatasync; the requests await their
+    group's commit. The disk wait happens off the event loop, and under load one sync serves
+    many denials.
     """
 
     def __init__(self, sinks: Sequence[Sink], *, on_failure: Any = None) -> None:
         self.sinks = list(sinks)
         self._on_failure = on_failure
-        self._grouping = False
         self._group: list[tuple[bytes, asyncio.Future[bool]]] = []
+        self._queue: queue.SimpleQueue[list[tuple[bytes, asyncio.Future[bool]]] | None] | None = (
+            None
+        )
+        self._thread: threading.Thread | None = None
 
     def _commit(self, data: bytes) -> bool:
         ok = True
@@ -240,34 +247,63 @@ class AuditLog:
         return self._commit(orjson.dumps(record) + b"\n")
 
     async def write_async(self, record: Mapping[str, Any]) -> bool:
-        """Write one record durably before returning, sharing the commit with the records of
-        the same loop iteration."""
+        """Write one record durably before returning, committed with its group."""
         line = orjson.dumps(record) + b"\n"
-        if not self._grouping:
+        if self._queue is None:
             return self._commit(line)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         if not self._group:
-            loop.call_soon(self._flush)
+            loop.call_soon(self._hand_off)
         self._group.append((line, future))
         return await future
 
-    def _flush(self) -> None:
+    def _hand_off(self) -> None:
         group, self._group = self._group, []
-        ok = self._commit(b"".join(line for line, _ in group))
-        for _, future in group:
-            if not future.done():
-                future.set_result(ok)
+        if self._queue is not None:
+            self._queue.put(group)
 
     def start(self) -> None:
-        """Commit in groups from now on (call it on the server, before serving)."""
-        self._grouping = True
+        """Commit in groups, from a writer thread (call it on the server, before serving)."""
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            group = self._queue.get()
+            if group is None:
+                return
+            # Groups that queued while the last sync ran share this one.
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                group.extend(more)
+            ok = self._commit(b"".join(line for line, _ in group))
+            futures = [future for _, future in group]
+            futures[0].get_loop().call_soon_threadsafe(_settle, futures, ok)
 
     def close(self) -> None:
         if self._group:
-            self._flush()
+            self._hand_off()
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(10)
+            self._queue = None
         for sink in self.sinks:
             sink.close()
+
+
+def _settle(futures: list[asyncio.Future[bool]], ok: bool) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(ok)
 
 
 def open_audit_log(

@@ -18,7 +18,6 @@ from webhook.policy import Action, Policy
 from webhook.registry import Snapshot
 from webhook.rules import Finding
 
-
 # About a millisecond of judging between two pauses.
 PAUSE_EVERY = 50
 
