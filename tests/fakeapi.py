@@ -54,6 +54,7 @@ class Cluster:
         self.posted_events: list[dict[str, Any]] = []
         self.forbid_events = False
         self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
+        self.log: list[tuple[str, str]] = []  # (method, path with query) of every request
 
     def _bump(self) -> int:
         self.version += 1
@@ -141,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
         return json.loads(self.rfile.read(length) or b"null")
 
     def do_PATCH(self) -> None:
+        with self.server.cluster.lock:
+            self.server.cluster.log.append(("PATCH", self.path))
         key = self._admission_path()
         cluster = self.server.cluster
         ops = self._body()
@@ -168,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
         return (match.group(1), match.group(2)) if match else None
 
     def do_PUT(self) -> None:
+        with self.server.cluster.lock:
+            self.server.cluster.log.append(("PUT", self.path))
         lease = self._lease_path()
         cluster = self.server.cluster
         obj = self._body()
@@ -191,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, obj)
 
     def do_POST(self) -> None:
+        with self.server.cluster.lock:
+            self.server.cluster.log.append(("POST", self.path))
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         lease = self._lease_path()
@@ -283,6 +290,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(201, obj)
 
     def do_GET(self) -> None:
+        with self.server.cluster.lock:
+            self.server.cluster.log.append(("GET", self.path))
         lease = self._lease_path()
         if lease is not None and lease[1] is not None:
             with self.server.cluster.lock:

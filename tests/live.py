@@ -79,6 +79,7 @@ def running(
     policy: Policy | None = None,
     snapshot: Snapshot | None = None,
     max_body: int | None = None,
+    body_deadline_s: float | None = None,
     reload_every: float | None = None,
     client_ca: Path | None = None,
     on_denied: Callable[[AdmissionRequest, Verdict], None] | None = None,
@@ -91,6 +92,8 @@ def running(
     runtime.audit.start()  # group commit, as `seguard serve` runs it
     if max_body is not None:
         runtime.max_body = max_body
+    if body_deadline_s is not None:
+        runtime.body_deadline_s = body_deadline_s
     chosen = policy or default_policy()
     runtime.set_policy(chosen)
     runtime.set_snapshot(snapshot or empty_snapshot(chosen.cluster_domain))

@@ -52,8 +52,12 @@ class Runtime:
     # kind); each maps to True once synced.
     syncs: dict[str, bool] = field(default_factory=dict)
     draining: bool = False
-    # Body limit for /validate and /mutate, in bytes.
+    # Body limit for /validate and /mutate, in bytes: an object and its old version can each be
+    # up to etcd's 1.5 MiB, and a review wraps both with metadata.
     max_body: int = 6 * 1024 * 1024
+    # How long a body may take to arrive: longer than any honest body needs on a cluster
+    # network, shorter than the API server's longest webhook timeout (30 s).
+    body_deadline_s: float = 10.0
     # Namespaces that have a metric label of their own; the rest share "_other", so a cluster
     # with thousands of namespaces cannot blow up the metric's cardinality.
     labelled_namespaces: set[str] = field(default_factory=set)
