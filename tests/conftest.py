@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 DATA = Path(__file__).parent / "data"
 
@@ -17,3 +19,11 @@ def load_fixture_review(name: str) -> dict[str, Any]:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+# Property and fuzz tests run briefly in CI; HYPOTHESIS_PROFILE=long runs them for real.
+settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

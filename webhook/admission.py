@@ -63,7 +63,7 @@ def parse_review(review: object) -> AdmissionRequest:
     if type(uid) is not str or not uid:
         raise MalformedReview("request.uid is missing")
     operation = request.get("operation")
-    if operation not in OPERATIONS:
+    if type(operation) is not str or operation not in OPERATIONS:
         raise MalformedReview(
             f"request.operation must be one of {sorted(OPERATIONS)}, got {operation!r}"
         )

@@ -20,7 +20,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhook import admission, review
-from webhook.audit import admission_record, should_record
+from webhook.audit import (
+    EVENT_ADMISSION,
+    SCHEMA_VERSION,
+    admission_record,
+    should_record,
+    timestamp,
+)
 from webhook.metrics import CONTENT_TYPE
 from webhook.runtime import Runtime
 
@@ -124,7 +130,9 @@ class AdmissionEndpoint:
             return self._refuse(400, "malformed", f"body is not JSON: {exc}")
         try:
             req = admission.parse_review(parsed)
-        except admission.MalformedReview as exc:
+        except Exception as exc:  # MalformedReview, or a shape nobody foresaw: a 400, never a 500
+            if not isinstance(exc, admission.MalformedReview):
+                log.exception("%s: could not read a review", self.webhook)
             return self._refuse(
                 400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
             )
@@ -137,7 +145,52 @@ class AdmissionEndpoint:
     def decide(
         self, req: admission.AdmissionRequest
     ) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
-        """The answer, the audit record to write before it is sent (or None), and the result."""
+        """The answer, the audit record to write before it is sent (or None), and the result.
+
+        Whatever fails in here, the answer is a denial: a bug never turns into an allow."""
+        try:
+            return self._decide(req)
+        except Exception as exc:
+            log.exception(
+                "%s: internal error answering %s/%s", self.webhook, req.namespace, req.name
+            )
+            self.runtime.metrics.internal_errors.labels(self.webhook).inc()
+            message = (
+                f"seguard failed while answering this request ({type(exc).__name__}); it was "
+                "denied to stay safe [InternalError]"
+            )
+            answer = {
+                "apiVersion": admission.API_VERSION,
+                "kind": "AdmissionReview",
+                "response": {
+                    "uid": req.uid,
+                    "allowed": False,
+                    "status": {"code": 500, "reason": "InternalError", "message": message},
+                },
+            }
+            record = {
+                "schemaVersion": SCHEMA_VERSION,
+                "event": EVENT_ADMISSION,
+                "time": timestamp(),
+                "webhook": self.webhook,
+                "uid": req.uid,
+                "namespace": req.namespace,
+                "name": req.name,
+                "decision": review.DENIED,
+                "findings": [
+                    {
+                        "code": "InternalError",
+                        "action": "Deny",
+                        "outcome": "denied",
+                        "message": message,
+                    }
+                ],
+            }
+            return answer, record, review.DENIED
+
+    def _decide(
+        self, req: admission.AdmissionRequest
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
         runtime = self.runtime
         policy = runtime.policy  # read once: a reload may swap it while we work
         try:

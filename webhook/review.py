@@ -82,14 +82,23 @@ def unavailable(what: str) -> Verdict:
 
 
 def internal_error(error: str) -> Verdict:
-    finding = rules.finding_of(
+    """The fail-closed answer. Built by hand: it must not depend on the code that just failed."""
+    finding = Finding(
         Code.INTERNAL_ERROR,
         "",
         Action.DENY,
         f"seguard failed while judging this request ({error}); it was denied to stay safe. "
-        "Retry, and report it to the cluster admin if it persists",
+        "Retry, and report it to the cluster admin if it persists [InternalError]",
     )
-    return decide([finding], Mode.ENFORCE, None)._replace(code=500)
+    return Verdict(
+        allowed=False,
+        result=DENIED,
+        mode=Mode.ENFORCE,
+        findings=(finding,),
+        outcomes=(DENIED,),
+        message=finding.message,
+        code=500,
+    )
 
 
 def _not_judged(req: admission.AdmissionRequest) -> str | None:
