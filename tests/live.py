@@ -83,10 +83,12 @@ def running(
     reload_every: float | None = None,
     client_ca: Path | None = None,
     on_denied: Callable[[AdmissionRequest, Verdict], None] | None = None,
+    cert_dir: Path | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
-    cert_dir = tmp_path / "certs"
-    issue_certs(cert_dir)
+    if cert_dir is None:
+        cert_dir = tmp_path / "certs"
+        issue_certs(cert_dir)
     audit_path = tmp_path / "audit.log"
     runtime = Runtime(audit=AuditLog([FileSink(str(audit_path))]))
     runtime.audit.start()  # group commit, as `seguard serve` runs it
