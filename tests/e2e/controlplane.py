@@ -105,6 +105,8 @@ class ControlPlane:
     kubeconfig: Path = Path()
     ca_pem: bytes = b""
     webhook_proc: subprocess.Popen[bytes] | None = None
+    webhook_ca: bytes = b""
+    policy: Path | None = None
     audit_file: Path = Path()
     version: str = ""
 
@@ -263,13 +265,17 @@ class ControlPlane:
 
     # --- the webhook ----------------------------------------------------------------------
 
-    def start_webhook(self, *, policy: Path | None = None) -> None:
+    def start_webhook(self, *, policy: Path | None = None, keep: bool = False) -> None:
+        """Start `seguard serve`; with ``keep``, again on the same ports and certificates."""
         cert_dir = self.root / "webhook-certs"
-        ca_pair, serving = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
-        certs.write_pairs(cert_dir, ca_pair, serving)
-        self.webhook_ca = ca_pair.cert_pem
-        self.webhook_port = free_port()
-        self.ops_port = free_port()
+        if not keep:
+            ca_pair, serving = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+            certs.write_pairs(cert_dir, ca_pair, serving)
+            self.webhook_ca = ca_pair.cert_pem
+            self.webhook_port = free_port()
+            self.ops_port = free_port()
+            self.policy = policy
+        policy = self.policy
         self.audit_file = self.root / "audit.log"
         argv = [
             sys.executable, "-m", "webhook.cli", "serve",
@@ -284,6 +290,21 @@ class ControlPlane:
             argv += ["--policy", str(policy)]
         self.webhook_proc = self._spawn("seguard", argv)
         self._wait_healthy(f"http://127.0.0.1:{self.ops_port}/readyz", None, "seguard serve")
+
+    def kill_webhook(self) -> None:
+        """SIGKILL, as an OOM kill or a node failure would."""
+        assert self.webhook_proc is not None
+        self.webhook_proc.kill()
+        self.webhook_proc.wait(30)
+        self.processes.remove(self.webhook_proc)
+
+    def rotate_webhook_certificate(self) -> None:
+        """A new serving certificate from the same CA, written in place as a Secret update is."""
+        cert_dir = self.root / "webhook-certs"
+        ca = certs.load_ca(cert_dir)
+        _, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"], ca=ca)
+        (cert_dir / certs.KEY_FILE).write_bytes(leaf.key_pem)
+        (cert_dir / certs.CERT_FILE).write_bytes(leaf.cert_pem)
 
     def register_webhooks(self) -> None:
         bundle = base64.b64encode(self.webhook_ca).decode()
