@@ -285,6 +285,7 @@ class ControlPlane:
             "--port", str(self.webhook_port),
             "--metrics-port", str(self.ops_port),
             "--audit-file", str(self.audit_file),
+            "--lease-namespace", "default",  # the scan's Lease: a namespace that exists here
         ]  # fmt: skip
         if policy is not None:
             argv += ["--policy", str(policy)]
