@@ -1,0 +1,237 @@
+"""The registry: claims, lookups, incremental changes equal to a rebuild, constant-cost lookups."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from tests.factories import make_namespace, make_service, make_service_entry, make_snapshot
+from webhook import claims
+from webhook.registry import RegistryBuilder, Relation, Snapshot, build_snapshot
+
+
+@pytest.mark.parametrize(
+    ("obj", "hosts", "aliases"),
+    [
+        pytest.param(make_service("reviews", "bookinfo"), ("reviews.bookinfo.svc.cluster.local",), ("reviews.bookinfo", "reviews.bookinfo.svc"), id="a-service-and-its-aliases"),
+        pytest.param(make_service_entry("s", "team-a", ["API.stripe.com.", "api.stripe.com", "*.Stripe.com"]), ("api.stripe.com", "*.stripe.com"), (), id="entry-hosts-normalised-and-deduplicated"),
+    ],
+)  # fmt: skip
+def test_claims(obj: dict[str, Any], hosts: tuple[str, ...], aliases: tuple[str, ...]) -> None:
+    kind = claims.kind_of(obj)
+    claim = (
+        claims.service_claim(obj, cluster_domain="cluster.local")
+        if kind == claims.SERVICE
+        else claims.service_entry_claim(obj)
+    )
+    assert (claim.hosts, claim.aliases) == (hosts, aliases)
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        pytest.param("garbage", "spec must be an object", id="spec-not-an-object"),
+        pytest.param({"hosts": "a.com"}, "spec.hosts must be a list", id="hosts-not-a-list"),
+        pytest.param({"hosts": []}, "at least one host", id="no-hosts"),
+        pytest.param(
+            {"hosts": [f"h{i}.com" for i in range(257)]}, "257 entries", id="too-many-hosts"
+        ),
+        pytest.param({"hosts": ["a.com"], "ports": [{}] * 257}, "257 entries", id="too-many-ports"),
+        pytest.param(
+            {"hosts": ["a.com"], "exportTo": [1]}, "list of strings", id="export-to-not-strings"
+        ),
+    ],
+)
+def test_shape_problems_are_named(spec: Any, problem: str) -> None:
+    claim = claims.service_entry_claim({"metadata": {"name": "x", "namespace": "y"}, "spec": spec})
+    assert any(problem in p for p in claim.problems)
+
+
+def test_invalid_hosts_are_reported_with_their_index() -> None:
+    claim = claims.service_entry_claim(make_service_entry(hosts=["ok.com", "bad_host.com", 7]))
+    assert claim.hosts == ("ok.com",)
+    assert [(i, raw) for i, raw, _ in claim.invalid] == [(1, "bad_host.com"), (2, 7)]
+
+
+def test_the_service_export_annotation_is_read() -> None:
+    svc = make_service("api", "team-a", annotations={"networking.istio.io/exportTo": ". , team-b"})
+    assert claims.service_claim(svc, cluster_domain="cluster.local").export_to == (".", "team-b")
+
+
+SNAPSHOT = make_snapshot(
+    make_namespace("bookinfo", {"team": "books"}),
+    make_service("reviews", "bookinfo"),
+    make_service_entry("stripe", "team-a", ["api.stripe.com"]),
+    make_service_entry("google", "team-c", ["*.googleapis.com"]),
+    make_service_entry("deep", "team-d", ["a.b.googleapis.com"]),
+    make_service_entry("apex", "team-e", ["googleapis.com"]),
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "found"),
+    [
+        pytest.param("api.stripe.com", [("api.stripe.com", "stripe", Relation.EQUAL)], id="an-exact-name"),
+        pytest.param("storage.googleapis.com", [("*.googleapis.com", "google", Relation.COVERED_BY)], id="covered-by-a-wildcard"),
+        pytest.param("*.googleapis.com", [("*.googleapis.com", "google", Relation.EQUAL), ("a.b.googleapis.com", "deep", Relation.COVERS)], id="a-wildcard-and-what-it-covers"),
+        pytest.param("*.com", [("*.googleapis.com", "google", Relation.COVERS), ("a.b.googleapis.com", "deep", Relation.COVERS), ("api.stripe.com", "stripe", Relation.COVERS), ("googleapis.com", "apex", Relation.COVERS)], id="a-broad-wildcard"),
+        pytest.param("reviews.bookinfo", [("reviews.bookinfo", "reviews", Relation.EQUAL)], id="a-service-alias"),
+        pytest.param("*.bookinfo.svc.cluster.local", [("reviews.bookinfo.svc.cluster.local", "reviews", Relation.COVERS)], id="a-wildcard-over-a-service"),
+        pytest.param("free.example.com", [], id="a-free-host"),
+    ],
+)  # fmt: skip
+def test_matches(host: str, found: list[tuple[str, str, Relation]]) -> None:
+    got = sorted((m.key, m.owner.name, m.relation) for m in SNAPSHOT.matches(host))
+    assert got == sorted(found)
+
+
+def test_short_names_are_aliases_only_in_their_namespace() -> None:
+    assert [c.name for c in SNAPSHOT.services_named("bookinfo", "reviews")] == ["reviews"]
+    assert SNAPSHOT.services_named("team-a", "reviews") == ()
+
+
+def test_namespace_labels() -> None:
+    assert SNAPSHOT.labels_of("bookinfo") == frozenset({("team", "books")})
+    assert SNAPSHOT.labels_of("nowhere") == frozenset()
+
+
+def index(snapshot: Snapshot) -> tuple[Any, ...]:
+    def owners(value: Any) -> tuple[Any, ...]:
+        return tuple(
+            sorted(
+                c.key
+                for c in (
+                    value
+                    if isinstance(value, tuple) and not isinstance(value, claims.Claim)
+                    else (value,)
+                )
+            )
+        )
+
+    return (
+        {k: owners(v) for k, v in snapshot.names.items()},
+        {k: tuple(sorted(v)) for k, v in snapshot.under.items()},
+        {k: owners(v) for k, v in snapshot.short.items()},
+        dict(snapshot.claims),
+        dict(snapshot.namespaces),
+    )
+
+
+def test_incremental_changes_equal_a_rebuild() -> None:
+    builder = RegistryBuilder()
+    history: list[dict[str, Any]] = []
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("apply", make_service("reviews", "bookinfo")),
+        ("apply", make_service_entry("a", "team-a", ["x.example.com", "*.y.example.com"])),
+        ("apply", make_service_entry("b", "team-b", ["x.example.com"])),
+        ("apply", make_namespace("team-a", {"t": "1"})),
+        ("apply", make_service_entry("a", "team-a", ["z.example.com"])),  # hosts changed
+        ("delete", make_service_entry("b", "team-b")),  # last owner of x.example.com
+        ("apply", make_service("ratings", "bookinfo")),
+        ("delete", make_service("reviews", "bookinfo")),
+        ("delete", make_namespace("team-a")),
+    ]
+    for op, obj in steps:
+        if op == "apply":
+            builder.apply(obj, source="files")
+            history = [
+                o
+                for o in history
+                if claims.object_name(o) != claims.object_name(obj) or o["kind"] != obj["kind"]
+            ] + [obj]
+        else:
+            builder.delete(obj)
+            history = [
+                o
+                for o in history
+                if not (
+                    claims.object_name(o) == claims.object_name(obj) and o["kind"] == obj["kind"]
+                )
+            ]
+        assert index(builder.snapshot()) == index(
+            build_snapshot((("files", o) for o in history), cluster_domain="cluster.local")
+        )
+    assert "example.com" not in builder.under or "x.example.com" not in builder.under["example.com"]
+
+
+def test_a_snapshot_does_not_change_when_the_builder_does() -> None:
+    builder = RegistryBuilder()
+    builder.apply(make_service_entry("a", "team-a", ["a.example.com"]))
+    before = builder.snapshot()
+    frozen = index(before)
+    builder.apply(make_service_entry("b", "team-b", ["b.example.com"]))
+    builder.delete(make_service_entry("a", "team-a"))
+    assert index(before) == frozen
+    assert [m.owner.name for m in before.matches("a.example.com")] == ["a"]
+
+
+def test_a_relist_replaces_one_kind_of_one_source() -> None:
+    builder = RegistryBuilder.bulk(
+        [
+            ("kubernetes", make_service("old", "ns")),
+            ("kubernetes", make_service_entry("se", "ns", ["a.com"])),
+            ("files", make_service("kept", "ns")),
+        ],
+        cluster_domain="cluster.local",
+    )
+    relisted = builder.replace_kind("Service", [make_service("new", "ns")], source="kubernetes")
+    names = sorted(c.name for c in relisted.claims.values())
+    assert names == ["kept", "new", "se"]
+
+
+def test_unusable_objects_are_skipped_and_said_so() -> None:
+    junk = make_service_entry("junk", "ns", [])
+    junk["spec"] = "garbage"
+    partial = make_service_entry("partial", "ns", ["ok.com", "bad_host.com"])
+    snapshot = make_snapshot(junk, partial)
+    assert {s.name for s in snapshot.skipped} == {"junk", "partial"}
+    assert snapshot.get("ServiceEntry", "ns", "junk") is None
+    assert snapshot.get("ServiceEntry", "ns", "partial") is not None
+
+
+class CountingMapping(Mapping[str, Any]):
+    def __init__(self, inner: Mapping[str, Any], counter: list[int]) -> None:
+        self.inner = inner
+        self.counter = counter
+
+    def __getitem__(self, key: str) -> Any:
+        self.counter[0] += 1
+        return self.inner[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.counter[0] += 1
+        return self.inner.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def reads(snapshot: Snapshot, host: str) -> int:
+    counter = [0]
+    counting = dataclasses.replace(
+        snapshot,
+        names=CountingMapping(snapshot.names, counter),
+        under=CountingMapping(snapshot.under, counter),
+    )
+    list(counting.matches(host))
+    return counter[0]
+
+
+def sized(n: int) -> Snapshot:
+    objects = [make_service(f"svc-{i}", f"ns-{i % 50}") for i in range(n // 2)]
+    objects += [
+        make_service_entry(f"se-{i}", f"ns-{i % 50}", [f"api{i}.vendor{i % 97}.example.com"])
+        for i in range(n - n // 2)
+    ]
+    return make_snapshot(*objects, make_service_entry("wild", "w", ["*.vendor3.example.com"]))
+
+
+@pytest.mark.parametrize("host", ["api3.vendor3.example.com", "free.example.org", "svc-1.ns-1"])
+def test_a_lookup_reads_the_same_number_of_entries_at_100_and_at_100000(host: str) -> None:
+    assert reads(sized(100), host) == reads(sized(100_000), host)
