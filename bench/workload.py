@@ -111,7 +111,9 @@ def _review(name: str, namespace: str, hosts: list[str], version: str, n: int) -
 
 
 def request_mix(entries: int, *, count: int = 60) -> list[tuple[str, str, bytes]]:
-    """(kind, path, body) for a mix of allows (40%), denials (30%) and mutations (30%), across
+    """(kind, path, body) for a mix of allows (40%), denials (30%: a host another namespace's
+    ServiceEntry holds, a Service's alias, or, with an empty registry, the policy) and mutations
+    (30%), across
     the v1, v1beta1 and v1alpha3 request kinds."""
     versions = ("v1", "v1beta1", "v1alpha3")
     services = int(entries * SERVICES_SHARE)
@@ -126,13 +128,16 @@ def request_mix(entries: int, *, count: int = 60) -> list[tuple[str, str, bytes]
                 f"allowed-{n}", "bench", [f"bench-{n}.allowed.example.org"], version, n
             )
         elif slot < 7:
-            kind, path = "deny", "/validate"
+            path = "/validate"
             if entries == 0:
+                kind = "deny-policy"
                 hosts = ["*.com"] if n % 2 else ["bad_host.example.org"]
             elif n % 2 and entry_count:
+                kind = "deny-entry"
                 i = (n * 7919) % entry_count  # a ServiceEntry's host, from another namespace
                 hosts = [f"api{i}.vendor{i % 997}.example.com"]
             else:
+                kind = "deny-service"
                 i = (n * 7919) % max(1, services)  # a Service's alias
                 namespaces = max(1, entries // OBJECTS_PER_NAMESPACE)
                 hosts = [f"svc-{i}.ns-{i % namespaces}"]
