@@ -114,7 +114,6 @@ def index(snapshot: Snapshot) -> tuple[Any, ...]:
     return (
         {k: owners(v) for k, v in snapshot.names.items()},
         {k: tuple(sorted(v)) for k, v in snapshot.under.items()},
-        {k: owners(v) for k, v in snapshot.short.items()},
         dict(snapshot.claims),
         dict(snapshot.namespaces),
     )

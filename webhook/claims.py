@@ -6,6 +6,7 @@ and judged the same way whether it arrives in an AdmissionReview or from a watch
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -87,7 +88,8 @@ def service_claim(
 ) -> Claim:
     meta = _metadata(obj)
     name = object_name(obj)
-    ns = namespace or object_namespace(obj)
+    # Thousands of objects share each namespace: one string per namespace, not per object.
+    ns = sys.intern(namespace or object_namespace(obj))
     fqdn, short, short_svc = hosts.kubernetes_names(name, ns, cluster_domain)
     export_to: tuple[str, ...] | None = None
     annotations = meta.get("annotations")
@@ -95,7 +97,7 @@ def service_claim(
         raw = annotations.get(SERVICE_EXPORT_ANNOTATION)
         if isinstance(raw, str) and raw.strip():
             export_to = tuple(part.strip() for part in raw.split(",") if part.strip())
-    created = meta.get("creationTimestamp")
+    # No creation time: only ServiceEntries are ordered by age (Services always win).
     return Claim(
         kind=SERVICE,
         namespace=ns,
@@ -103,7 +105,6 @@ def service_claim(
         hosts=(fqdn,),
         aliases=(short, short_svc),
         export_to=export_to,
-        created=created if isinstance(created, str) else "",
         source=source,
     )
 
@@ -113,7 +114,7 @@ def service_entry_claim(
 ) -> Claim:
     """The hosts of a ServiceEntry, normalised and de-duplicated, with every problem named."""
     meta = _metadata(obj)
-    ns = namespace or object_namespace(obj)
+    ns = sys.intern(namespace or object_namespace(obj))
     name = object_name(obj)
     created = meta.get("creationTimestamp")
     spec = obj.get("spec")

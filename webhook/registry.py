@@ -6,8 +6,8 @@ and swaps it in whole. Three indexes make a lookup cost the same for 100 entries
 - ``names``: every registered host (exact or wildcard) and every Service alias -> its owners;
 - ``under``: every domain -> the registered names strictly inside it, so a new wildcard finds the
   names it would cover with one dictionary read;
-- ``short``: ``namespace/label`` -> Services, for single-label hosts that are aliases only inside
-  their own namespace.
+- ``claims``: every object by (kind, namespace, name); it also answers single-label hosts, which
+  are aliases of the Service of that name only inside its own namespace.
 
 An exact host is checked with one read plus one read per parent domain (the wildcards that might
 cover it); a wildcard adds one read of ``under``.
@@ -71,7 +71,6 @@ class Snapshot:
     cluster_domain: str
     names: Mapping[str, Owners]
     under: Mapping[str, tuple[str, ...]]
-    short: Mapping[str, tuple[Claim, ...]]
     claims: Mapping[ClaimKey, Claim]
     namespaces: Mapping[str, Labels]
     skipped: tuple[Skipped, ...] = ()
@@ -103,7 +102,8 @@ class Snapshot:
 
     def services_named(self, namespace: str, label: str) -> tuple[Claim, ...]:
         """Services whose short name ``label`` is an alias inside ``namespace``."""
-        return self.short.get(f"{namespace}/{label}", ())
+        service = self.claims.get((claims_mod.SERVICE, namespace, label))
+        return (service,) if service is not None else ()
 
     def labels_of(self, namespace: str) -> Labels:
         return self.namespaces.get(namespace, frozenset())
@@ -119,15 +119,13 @@ class Snapshot:
 
 
 def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
-    return Snapshot(
-        cluster_domain=cluster_domain, names={}, under={}, short={}, claims={}, namespaces={}
-    )
+    return Snapshot(cluster_domain=cluster_domain, names={}, under={}, claims={}, namespaces={})
 
 
 class RegistryBuilder:
     """The mutable side: apply objects and deletions, then take an immutable ``snapshot()``.
 
-    Values of ``names`` and ``short`` are small, replaced on change. A domain in ``under`` may
+    Values of ``names`` are small, replaced on change. A domain in ``under`` may
     hold 100,000 names (``svc.cluster.local``), so a change does not copy its tuple: it goes into
     an ordered set of pending changes for that domain, and the tuple is rebuilt once, when
     ``under`` or a snapshot is next read. A burst of events then costs one copy per domain, not
@@ -143,7 +141,6 @@ class RegistryBuilder:
         self.names: dict[str, Owners] = {}
         self._under: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, dict[str, None]] = {}
-        self.short: dict[str, tuple[Claim, ...]] = {}
         self.claims: dict[ClaimKey, Claim] = {}
         self.namespaces: dict[str, Labels] = {}
         self.skipped: dict[ClaimKey, Skipped] = {}
@@ -154,7 +151,6 @@ class RegistryBuilder:
         if self._shared:
             self.names = dict(self.names)
             self._under = dict(self._under)
-            self.short = dict(self.short)
             self.claims = dict(self.claims)
             self.namespaces = dict(self.namespaces)
             self.skipped = dict(self.skipped)
@@ -311,7 +307,6 @@ class RegistryBuilder:
         """Every index from ``claims`` in one pass: lists while building, tuples at the end."""
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
-        short: dict[str, list[Claim]] = {}
         for claim in claims.values():
             for name in claim.hosts + claim.aliases:
                 owners = names.get(name)
@@ -325,13 +320,10 @@ class RegistryBuilder:
                         under[domain] = [name]
                     else:
                         inside.append(name)
-            if claim.kind == claims_mod.SERVICE:
-                short.setdefault(f"{claim.namespace}/{claim.name}", []).append(claim)
         self.claims = claims
         self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
-        self.short = {k: tuple(v) for k, v in short.items()}
 
     # --- claims ----------------------------------------------------------------------------
 
@@ -349,9 +341,6 @@ class RegistryBuilder:
                     self._domain(domain)[name] = None
             else:
                 self.names[name] = (*owners_of(existing), claim)
-        if claim.kind == claims_mod.SERVICE:
-            short = f"{claim.namespace}/{claim.name}"
-            self.short[short] = (*self.short.get(short, ()), claim)
 
     def remove_claim(self, key: ClaimKey) -> None:
         self._own()
@@ -366,13 +355,6 @@ class RegistryBuilder:
             self.names.pop(name, None)
             for domain in _domains_above(name):
                 self._domain(domain).pop(name, None)
-        if claim.kind == claims_mod.SERVICE:
-            short = f"{claim.namespace}/{claim.name}"
-            left_short = tuple(o for o in self.short.get(short, ()) if o.key != key)
-            if left_short:
-                self.short[short] = left_short
-            else:
-                self.short.pop(short, None)
 
     def snapshot(self) -> Snapshot:
         self.generation += 1
@@ -382,7 +364,6 @@ class RegistryBuilder:
             cluster_domain=self.cluster_domain,
             names=self.names,
             under=under,
-            short=self.short,
             claims=self.claims,
             namespaces=self.namespaces,
             skipped=tuple(self.skipped.values()),
