@@ -22,7 +22,9 @@ def data_dir() -> Path:
 
 
 # Property and fuzz tests run briefly in CI; HYPOTHESIS_PROFILE=long runs them for real.
-settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile(
     "long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webhook.periodic import Periodic
 from webhook.review import PROBE_ANNOTATION
 from webhook.sources.kubernetes import ClusterError, Transport
 
@@ -39,10 +39,9 @@ class RolloutState:
     enforcing: bool = False
     last_probe: str = ""
     ca_repairs: int = 0
-    error: str = ""
 
 
-class RolloutManager:
+class RolloutManager(Periodic):
     def __init__(
         self,
         transport: Transport,
@@ -53,15 +52,13 @@ class RolloutManager:
         is_ready: Callable[[], bool] = lambda: True,
         every: float = CHECK_EVERY_S,
     ) -> None:
+        super().__init__(every=every, name="rollout", errors=(ClusterError,), log=log)
         self.transport = transport
         self.name = name
         self.ca_file = ca_file
         self.probe_namespace = probe_namespace
         self.is_ready = is_ready
-        self.every = every
         self.state = RolloutState()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rollout", daemon=True)
 
     def _path(self, kind: str) -> str:
         return f"{ADMISSION}/{kind}webhookconfigurations/{self.name}"
@@ -199,23 +196,3 @@ class RolloutManager:
             self.state.enforcing = True
         else:
             log.info("rollout probe: %s; validation stays at failurePolicy Ignore for now", detail)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-                self.state.error = ""
-            except ClusterError as exc:
-                if str(exc) != self.state.error:
-                    log.error("safe rollout: %s", exc)
-                self.state.error = str(exc)
-            self._stop.wait(self.every)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float = 5.0) -> None:
-        self._thread.join(timeout)

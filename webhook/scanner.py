@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 from webhook.audit import SCHEMA_VERSION, timestamp
 from webhook.events import EventRecorder, PendingEvent
+from webhook.periodic import Periodic
 from webhook.runtime import Runtime
 from webhook.scan import Violation, scan
 from webhook.sources.kubernetes import ClusterError, Transport
@@ -133,7 +133,7 @@ class LeaseElector:
         }
 
 
-class Scanner:
+class Scanner(Periodic):
     """Leader election plus the periodic scan, in a thread of its own."""
 
     def __init__(
@@ -145,19 +145,16 @@ class Scanner:
         renew_every: float = RENEW_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(every=renew_every, name="scanner", errors=(ClusterError,), log=log)
         self.runtime = runtime
         self.elector = elector
         self.recorder = recorder
-        self.renew_every = renew_every
         self._clock = clock
         self._last_scan: float | None = None
         self._reported: set[tuple[str, str, str, str, str]] = set()
         self._codes_shown: set[str] = set()  # codes the gauge has a series for
         self.scans = 0
         self.last: list[Violation] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scanner", daemon=True)
-        self._error = ""
 
     def scan_once(self) -> list[Violation]:
         """Scan now; report what is new; return every violation found."""
@@ -222,23 +219,3 @@ class Scanner:
                 len(found),
                 len(self.runtime.snapshot or ()),
             )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-                self._error = ""
-            except ClusterError as exc:
-                if str(exc) != self._error:
-                    log.error("scan: %s", exc)
-                self._error = str(exc)
-            self._stop.wait(self.renew_every)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float = 5.0) -> None:
-        self._thread.join(timeout)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import orjson
 
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
+from webhook.periodic import Periodic
 from webhook.sources.store import RegistryStore
 
 log = logging.getLogger("seguard.istiod")
@@ -131,8 +131,9 @@ def claims_from_registryz(services: Iterable[Any], *, cluster_domain: str) -> li
     return claims
 
 
-class IstiodPoller:
-    """Polls registryz in a thread and replaces the store's istiod claims each time."""
+class IstiodPoller(Periodic):
+    """Polls registryz in a thread and replaces the store's istiod claims each time; on a
+    failure the last good entries stay."""
 
     def __init__(
         self,
@@ -141,17 +142,15 @@ class IstiodPoller:
         *,
         cluster_domain: str,
         every: float = POLL_EVERY_S,
-        on_result: Callable[[bool, str], None] | None = None,
     ) -> None:
+        super().__init__(every=every, name="istiod-poller", errors=(IstiodError,), log=log)
         self.url = url
         self.store = store
         self.cluster_domain = cluster_domain
-        self.every = every
-        self.last_error = ""
         self.polls = 0
-        self._on_result = on_result
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="istiod-poller", daemon=True)
+
+    def step(self) -> None:
+        self.poll_once()
 
     def poll_once(self) -> int:
         services = fetch(self.url)
@@ -159,30 +158,3 @@ class IstiodPoller:
         self.store.replace_claims(SOURCE, claims)
         self.polls += 1
         return len(claims)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                count = self.poll_once()
-            except IstiodError as exc:
-                if str(exc) != self.last_error:
-                    log.error("%s; keeping the last good istiod entries", exc)
-                self.last_error = str(exc)
-                if self._on_result is not None:
-                    self._on_result(False, self.last_error)
-            else:
-                if self.last_error:
-                    log.info("istiod registryz is readable again (%d objects)", count)
-                self.last_error = ""
-                if self._on_result is not None:
-                    self._on_result(True, "")
-            self._stop.wait(self.every)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float = 5.0) -> None:
-        self._thread.join(timeout)
