@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
 import stat
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.factories import make_policy, make_request, make_service_entry, make_snapshot
 from webhook import review
@@ -118,3 +122,36 @@ def test_a_failing_sink_does_not_stop_the_others_and_is_counted(tmp_path: Path) 
 def test_reading_back_skips_a_torn_last_line() -> None:
     lines = [orjson.dumps(denied_record()), b'{"schemaVersion":1,"event":"admission.dec']
     assert [r["name"] for r in read_records(lines)] == ["copy"]
+
+
+def _open_flags(path: Path) -> list[int]:
+    """The status flags of every descriptor this process holds on ``path`` (Linux)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                found.append(fcntl.fcntl(int(fd), fcntl.F_GETFL))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and hasattr(os, "O_DSYNC")),
+    reason="descriptor flags are read from /proc",
+)
+@pytest.mark.parametrize("fsync", [True, False])
+def test_the_file_sink_writes_synchronously_unless_told_not_to(tmp_path: Path, fsync: bool) -> None:
+    path = tmp_path / "audit.log"
+    sink = FileSink(str(path), fsync=fsync, max_bytes=200)
+    try:
+        for n in range(5):  # past max_bytes: the file after rotation must be opened the same way
+            sink.write(orjson.dumps({"n": n, "pad": "x" * 60}) + b"\n")
+        assert (tmp_path / "audit.log.1").exists()
+        flags = _open_flags(path)
+        assert len(flags) == 1
+        assert bool(flags[0] & os.O_DSYNC) is fsync
+        assert flags[0] & os.O_APPEND
+    finally:
+        sink.close()
+    assert _open_flags(path) == []

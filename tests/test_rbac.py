@@ -66,7 +66,7 @@ def rules_for_our_account(objects: list[dict[str, Any]]) -> list[tuple[str, dict
         for o in objects
         if o["kind"] in ("Role", "ClusterRole")
     }
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for binding in (o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         subjects = {
             (s.get("name"), s.get("namespace"))

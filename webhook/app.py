@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhook import admission, review
+from webhook.aio import LoopRef
 from webhook.audit import (
     EVENT_ADMISSION,
     SCHEMA_VERSION,
@@ -56,6 +57,7 @@ class AdmissionEndpoint:
         self.on_verdict = on_denied
         self.judge = review.validate if webhook == "validate" else review.mutate
         self._stats = runtime.metrics.admission
+        self._loop = LoopRef()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -99,9 +101,10 @@ class AdmissionEndpoint:
         more = True
         # A client that trickles its body cannot hold a request open: the API server gives up
         # on us after at most 30 s anyway. (A plain timer: asyncio.timeout costs 5 µs here.)
-        task = asyncio.current_task()
+        loop = self._loop.get()
+        task = asyncio.current_task(loop)
         wait = self.runtime.body_deadline_s
-        deadline = asyncio.get_running_loop().call_later(wait, task.cancel) if task else None
+        deadline = loop.call_later(wait, task.cancel) if task else None
         try:
             while more:
                 message = await receive()

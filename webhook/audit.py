@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from webhook.admission import AdmissionRequest
+from webhook.aio import LoopRef
 from webhook.review import Verdict
 
 SCHEMA_VERSION = 1
@@ -115,6 +116,9 @@ class StreamSink:
 
 
 _sync = getattr(os, "fdatasync", os.fsync)
+# With O_DSYNC each write returns once its data is on disk (what write plus fdatasync does), in
+# one system call: the writer thread gives up and takes back the GIL once per group, not twice.
+_O_DSYNC = getattr(os, "O_DSYNC", 0)
 
 # Rotate at 100 MiB and keep five old files: a day of denials in a busy cluster fits many times
 # over, and the disk use stays bounded at 600 MiB.
@@ -164,7 +168,8 @@ class FileSink:
 
     def _open(self) -> int:
         # 0600: records name users and groups.
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        sync = _O_DSYNC if self._fsync else 0
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | sync, 0o600)
 
     def _rotate(self) -> None:
         os.close(self._fd)
@@ -185,7 +190,7 @@ class FileSink:
                 written = os.write(self._fd, view)
                 view = view[written:]
             self._size += len(data)
-            if self._fsync:
+            if self._fsync and not _O_DSYNC:
                 # fdatasync: the data and the size, without the timestamps fsync also writes.
                 _sync(self._fd)
 
@@ -227,6 +232,7 @@ class AuditLog:
             None
         )
         self._thread: threading.Thread | None = None
+        self._loop = LoopRef()
 
     def _commit(self, data: bytes) -> bool:
         ok = True
@@ -251,7 +257,7 @@ class AuditLog:
         line = orjson.dumps(record) + b"\n"
         if self._queue is None:
             return self._commit(line)
-        loop = asyncio.get_running_loop()
+        loop = self._loop.get()
         future: asyncio.Future[bool] = loop.create_future()
         if not self._group:
             loop.call_soon(self._hand_off)
