@@ -173,15 +173,7 @@ def _context(
     namespace_rules = policy.for_namespace(req.namespace, snapshot.labels_of(req.namespace))
     obj: Mapping[str, Any] = req.object or {}
     claim = claims.service_entry_claim(obj, namespace=req.namespace)
-    ctx = rules.Context(
-        namespace=req.namespace,
-        name=req.name,
-        rules=namespace_rules,
-        snapshot=snapshot,
-        visibility=rules.visibility(
-            claim.export_to, req.namespace, namespace_rules.mesh_default_export_to
-        ),
-    )
+    ctx = rules.context_for(claim, name=req.name, rules=namespace_rules, snapshot=snapshot)
     return namespace_rules, claim, ctx
 
 

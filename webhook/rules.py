@@ -113,6 +113,25 @@ class Context(NamedTuple):
         return self.snapshot.cluster_domain
 
 
+def context_for(
+    claim: Claim,
+    *,
+    name: str,
+    rules: Rules,
+    snapshot: Snapshot,
+    skip: Callable[[Claim], bool] | None = None,
+) -> Context:
+    """The context in which ``claim`` (in its own namespace) is judged."""
+    return Context(
+        namespace=claim.namespace,
+        name=name,
+        rules=rules,
+        snapshot=snapshot,
+        visibility=visibility(claim.export_to, claim.namespace, rules.mesh_default_export_to),
+        skip=skip,
+    )
+
+
 def finding_of(
     code: Code, host: str, action: Action, message: str, owner: OwnerRef | None = None
 ) -> Finding:

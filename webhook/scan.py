@@ -79,15 +79,8 @@ def scan(
         def younger(owner: Claim, age: tuple[str, str, str] = age) -> bool:
             return owner.kind == SERVICE_ENTRY and _age(owner) > age
 
-        ctx = rules.Context(
-            namespace=claim.namespace,
-            name=claim.name,
-            rules=namespace_rules,
-            snapshot=snapshot,
-            visibility=rules.visibility(
-                claim.export_to, claim.namespace, namespace_rules.mesh_default_export_to
-            ),
-            skip=younger,
+        ctx = rules.context_for(
+            claim, name=claim.name, rules=namespace_rules, snapshot=snapshot, skip=younger
         )
         exempt = claim.namespace in namespace_rules.exemptions.namespaces
         violations.extend(
