@@ -28,4 +28,13 @@ settings.register_profile(
 settings.register_profile(
     "long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long profile runs one property for many minutes: the per-test timeout, a guard
+    against a hung test in CI, would cut it short."""
+    if PROFILE == "long":
+        for item in items:
+            item.add_marker(pytest.mark.timeout(0))
