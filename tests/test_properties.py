@@ -7,6 +7,7 @@ runs 20,000 each.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 import orjson
@@ -49,6 +50,24 @@ def test_normalising_is_idempotent_and_raises_only_invalid_host(raw: str) -> Non
     assert once == once.lower()
     assert once.isascii()
     assert not once.endswith(".")
+
+
+ip_like = st.one_of(
+    st.ip_addresses().map(str),
+    st.text(alphabet="0123456789.:abcdefABCDEF%", max_size=45),
+    st.text(max_size=20),
+)
+
+
+@given(ip_like)
+def test_is_ip_agrees_with_ipaddress(text: str) -> None:
+    """The shortcut that skips ipaddress for plain names must not change its answer."""
+    try:
+        ipaddress.ip_address(text)
+        expected = True
+    except ValueError:
+        expected = False
+    assert hosts.is_ip(text) is expected
 
 
 @given(

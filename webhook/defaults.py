@@ -11,7 +11,6 @@ only written where it keeps a valid object valid.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +18,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.hosts import DNS_LABEL
+from webhook.hosts import DNS_LABEL, is_ip
 from webhook.policy import Defaults
 
 ANNOTATION = "seguard.io/defaulted"
@@ -201,7 +200,7 @@ def resolution_problem(spec: Mapping[str, Any], resolution: str) -> str | None:
     if resolution == "STATIC":
         for endpoint in endpoints:
             address = _address(endpoint)
-            if address and not (_is_ip(address) or address.startswith("unix://")):
+            if address and not (is_ip(address) or address.startswith("unix://")):
                 return f"endpoint {address!r} is not an IP address or unix socket"
         return None
     # DNS and DNS_ROUND_ROBIN
@@ -213,7 +212,7 @@ def resolution_problem(spec: Mapping[str, Any], resolution: str) -> str | None:
                 return f"host {host!r} is not a plain DNS name, and there are no endpoints"
     for endpoint in endpoints:
         address = _address(endpoint)
-        if not (_is_ip(address) or _is_fqdn(address)):
+        if not (is_ip(address) or _is_fqdn(address)):
             return f"endpoint {address!r} is not an IP address or DNS name"
     return None
 
@@ -230,16 +229,8 @@ def _address(endpoint: object) -> str:
     return ""
 
 
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _is_hostname_address(value: str) -> bool:
-    return bool(value) and not _is_ip(value) and not value.startswith("unix://")
+    return bool(value) and not is_ip(value) and not value.startswith("unix://")
 
 
 def _is_fqdn(name: str) -> bool:

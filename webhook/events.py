@@ -120,7 +120,7 @@ class EventRecorder:
         self._clock = clock
         self._on_dropped = on_dropped
         self._on_sent = on_sent
-        self._queue: queue.Queue[PendingEvent | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[PendingEvent, int] | None] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
@@ -135,9 +135,20 @@ class EventRecorder:
             self.record(event)
 
     def record(self, event: PendingEvent) -> None:
-        """Queue one event (the scan's); never waits."""
+        """Queue one event, unless the rate limit drops it; never waits.
+
+        The limit is applied here, not in the sending thread: a retry loop's repeats are
+        dropped with a dictionary lookup and never wake that thread, which would take the GIL
+        from the event loop once per denial."""
+        with self._lock:
+            send, repeats = self.limiter.admit(
+                (event.namespace, event.name, event.reason), self._clock()
+            )
+        if not send:
+            self._dropped("rate limited")
+            return
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((event, repeats))
         except queue.Full:
             self._dropped("queue full")
 
@@ -157,16 +168,10 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
-            event = self._queue.get()
-            if event is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            with self._lock:
-                send, repeats = self.limiter.admit(
-                    (event.namespace, event.name, event.reason), self._clock()
-                )
-            if not send:
-                self._dropped("rate limited")
-                continue
+            event, repeats = item
             try:
                 self.send(event, repeats)
                 self.sent += 1

@@ -64,7 +64,7 @@ def _normalize(raw: str) -> str:
         )
     if not base.isascii():
         base = _to_a_labels(raw, base)
-    if _is_ip(base):
+    if is_ip(base):
         raise InvalidHost(raw, "is an IP address, not a host name")
     labels = base.split(".")
     for label in labels:
@@ -92,7 +92,12 @@ def _to_a_labels(raw: str, base: str) -> str:
         raise InvalidHost(raw, f"is not a valid internationalised name ({exc})") from None
 
 
-def _is_ip(name: str) -> bool:
+def is_ip(name: str) -> bool:
+    """True for an IPv4 or IPv6 address as ``ipaddress.ip_address`` reads it."""
+    # IPv4 text is only digits and dots, and IPv6 text always has a colon: anything else is no
+    # address, decided without the two exceptions ipaddress raises on the way to saying so.
+    if ":" not in name and not name.replace(".", "").isdigit():
+        return False
     try:
         ipaddress.ip_address(name)
     except ValueError:

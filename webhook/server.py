@@ -65,6 +65,8 @@ def _config(
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_S,
         server_header=False,
+        # The API server calls us directly: no proxy, and no client may set its own address.
+        proxy_headers=False,
         date_header=False,
     )
     config.load()
