@@ -188,25 +188,28 @@ def test_sigkill_mid_flood_loses_no_denial_a_client_received(tmp_path: Path) -> 
     def flood(worker: int) -> None:
         conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=5)
         n = 0
-        while not stop.is_set():
-            uid = f"w{worker}-{n}"
-            n += 1
-            review = make_review(
-                make_service_entry(f"copy{n}", "team-b", ["api.stripe.com"]), uid=uid
-            )
-            try:
-                conn.request(
-                    "POST",
-                    "/validate",
-                    body=json.dumps(review),
-                    headers={"Content-Type": "application/json"},
+        try:
+            while not stop.is_set():
+                uid = f"w{worker}-{n}"
+                n += 1
+                review = make_review(
+                    make_service_entry(f"copy{n}", "team-b", ["api.stripe.com"]), uid=uid
                 )
-                answer = json.loads(conn.getresponse().read())["response"]
-            except (OSError, http.client.HTTPException, ValueError):
-                return  # the server is gone
-            if answer["allowed"] is False:
-                with lock:
-                    received.append(uid)
+                try:
+                    conn.request(
+                        "POST",
+                        "/validate",
+                        body=json.dumps(review),
+                        headers={"Content-Type": "application/json"},
+                    )
+                    answer = json.loads(conn.getresponse().read())["response"]
+                except (OSError, http.client.HTTPException, ValueError):
+                    return  # the server is gone
+                if answer["allowed"] is False:
+                    with lock:
+                        received.append(uid)
+        finally:
+            conn.close()  # a socket left to the garbage collector is a ResourceWarning
 
     threads = [threading.Thread(target=flood, args=(i,)) for i in range(4)]
     for thread in threads:
