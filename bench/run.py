@@ -12,7 +12,8 @@ Method. The load generator is wrk (HTTP/1.1 keep-alive, TLS), running on the sam
 the server, so figures vary from machine to machine and from minute to minute; the number that
 matters is the ratio of our throughput to the baseline's, measured in interleaved rounds in the
 same run (the median of each). Latency is measured at the client, at a fixed 1,000 requests/s
-(wrk connections paced with a delay). CPU time per request comes from /proc for the server
+(10 wrk connections, each sending after an exponential gap: Poisson arrivals); the bare app's
+latency under the same arrivals is measured too, for scale. CPU time per request comes from /proc for the server
 process over the saturation rounds. GC pauses come from the server's own histogram
 (seguard_gc_pause_seconds), as the difference across the loaded period.
 """
@@ -348,6 +349,13 @@ def run_case(
         latency = wrk(
             wrk_path, url, paced, seconds=max(seconds * 2, 10), connections=PACED_CONNECTIONS
         )
+        bare = wrk(
+            wrk_path,
+            baseline_url,
+            paced,
+            seconds=max(seconds * 2, 10),
+            connections=PACED_CONNECTIONS,
+        )
         gc_after = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
         rss, peak = memory_mb(proc.pid)
     finally:
@@ -368,6 +376,8 @@ def run_case(
         "p99_ms": round(latency["p99"] / 1000, 3),
         "p999_ms": round(latency["p999"] / 1000, 3),
         "max_ms": round(latency["max"] / 1000, 3),
+        "baseline_p50_ms": round(bare["p50"] / 1000, 3),
+        "baseline_p99_ms": round(bare["p99"] / 1000, 3),
         "errors": latency["errors"],
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(peak, 1),
@@ -398,14 +408,19 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Measured {result['date']} on {result['machine']}, `python bench/run.py{' --quick' if result['quick'] else ''}`.",
         "",
-        "| entries | req/s | bare ASGI req/s | ratio | CPU µs/req | p50 ms | p99 ms | p99.9 ms | RSS MB | GC pauses > 2 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| entries | req/s | bare ASGI req/s | ratio | CPU µs/req | p50 ms | p99 ms | p99.9 ms | bare p50 / p99 ms | RSS MB | GC pauses > 2 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case in result["cases"]:
+        bare = (
+            f"{case['baseline_p50_ms']:.2f} / {case['baseline_p99_ms']:.2f}"
+            if "baseline_p50_ms" in case
+            else "-"
+        )
         lines.append(
             f"| {case['entries']:,} | {case['throughput_rps']:,} | {case['baseline_rps']:,} | {case['ratio']:.2f} | "
             f"{case['cpu_us_per_request']} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} | {case['p999_ms']:.2f} | "
-            f"{case['rss_mb']:.1f} | {case['gc_pauses_over_2ms']} |"
+            f"{bare} | {case['rss_mb']:.1f} | {case['gc_pauses_over_2ms']} |"
         )
     lines += [
         "",

@@ -161,7 +161,22 @@ def wrk_script(mix: list[tuple[str, str, bytes]], folder: Path, *, pace_ms: floa
     lines.append("}")
     bodies.write_text("\n".join(lines))
     script = folder / ("paced.lua" if pace_ms else "saturate.lua")
-    pace = f"function delay() return {pace_ms} end" if pace_ms else ""
+    # Paced connections send at random: exponential gaps with the pace as their mean (Poisson
+    # arrivals, as independent clients of an API server make them). A fixed delay would keep the
+    # connections in step, so that every 10 ms all of them send at once, and the latency would
+    # mostly measure that burst's queue. wrk's timer counts whole milliseconds: the gap is
+    # rounded up or down at random, so its mean stays the pace.
+    pace = (
+        f"""
+math.randomseed(7)
+function delay()
+  local gap = -{pace_ms} * math.log(1 - math.random())
+  return math.floor(gap + math.random())
+end
+"""
+        if pace_ms
+        else ""
+    )
     script.write_text(
         f"""
 local requests = dofile({json.dumps(str(bodies))})
