@@ -19,6 +19,9 @@ from tests.fakeapi import Cluster, FakeApiServer
 from webhook.registry import Snapshot
 from webhook.sources import kubernetes as k8s
 
+# What the registry must hold of each object: kind, namespace, name, hosts, effective exportTo.
+ClaimState = tuple[str, str, str, tuple[str, ...], tuple[str, ...] | None]
+
 # Liveness bounds only: how long to wait for something that must happen, never a speed target.
 PATIENCE_S = 20.0
 
@@ -59,20 +62,28 @@ class Harness:
 
     def state_of_server(
         self,
-    ) -> tuple[set[tuple[str, str, str, tuple[str, ...]]], dict[str, frozenset[tuple[str, str]]]]:
+    ) -> tuple[set[ClaimState], dict[str, frozenset[tuple[str, str]]]]:
         claims = set()
         with self.cluster.lock:
             for kind in ("Service", "ServiceEntry"):
                 for (ns, name), obj in self.cluster.objects[kind].items():
+                    export_to: tuple[str, ...] | None = None
                     if kind == "Service":
                         hosts: tuple[str, ...] = (f"{name}.{ns}.svc.cluster.local",)
+                        raw_export = (obj.get("metadata", {}).get("annotations") or {}).get(
+                            "networking.istio.io/exportTo"
+                        )
+                        if raw_export:
+                            export_to = tuple(p.strip() for p in raw_export.split(",") if p.strip())
                     else:
                         spec = obj.get("spec")
                         raw = spec.get("hosts") if isinstance(spec, dict) else None
                         if not isinstance(raw, list) or not all(isinstance(h, str) for h in raw):
                             continue  # garbage: skipped by the registry
+                        assert isinstance(spec, dict)
                         hosts = tuple(raw)
-                    claims.add((kind, ns, name, hosts))
+                        export_to = tuple(spec.get("exportTo") or ()) or None
+                    claims.add((kind, ns, name, hosts, export_to))
             namespaces = {
                 name: frozenset((obj.get("metadata", {}).get("labels") or {}).items())
                 for (_, name), obj in self.cluster.objects["Namespace"].items()
@@ -81,11 +92,13 @@ class Harness:
 
     def state_of_snapshot(
         self,
-    ) -> tuple[set[tuple[str, str, str, tuple[str, ...]]], dict[str, frozenset[tuple[str, str]]]]:
+    ) -> tuple[set[ClaimState], dict[str, frozenset[tuple[str, str]]]]:
         snapshot = self.latest
         if snapshot is None:
             return set(), {}
-        claims = {(c.kind, c.namespace, c.name, c.hosts) for c in snapshot.claims.values()}
+        claims = {
+            (c.kind, c.namespace, c.name, c.hosts, c.export_to) for c in snapshot.claims.values()
+        }
         return claims, dict(snapshot.namespaces)
 
     def force_relist(self, marker: str) -> None:
@@ -166,11 +179,17 @@ def test_410_gone_makes_a_relist(harness: Harness) -> None:
     harness.wait_converged("the first full sync")
     harness.fake.stop()
     harness.cluster.put(make_service("details", "bookinfo"))  # an event nobody watched
+    # The visibility changes too while nobody watched: the relist must carry it.
+    harness.cluster.put(make_service_entry("stripe", "team-a", ["api.stripe.com"], export_to=["."]))
     harness.cluster.compact()
     harness.fake.start()
     wait_until(lambda: harness.cluster.count("Service", "list") >= 2, "a relist after 410")
     harness.wait_converged("the state after the relist")
     assert all(w.state.synced for w in harness.source.watchers)
+    snapshot = harness.latest
+    assert snapshot is not None
+    stripe = snapshot.get("ServiceEntry", "team-a", "stripe")
+    assert stripe is not None and stripe.export_to == (".",)
 
 
 def test_a_service_deleted_while_the_watch_is_down_is_removed_by_the_relist(

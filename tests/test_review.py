@@ -40,6 +40,16 @@ def answer(name: str, snapshot: Snapshot = REGISTRY) -> tuple[dict[str, Any], re
     return verdict.to_response(req.uid)["response"], verdict
 
 
+def assert_valid_audit_annotation_keys(annotations: dict[str, str]) -> None:
+    """The API server prefixes each key with the webhook's name and refuses a key that holds a
+    "/" or that is not a qualified name of 63 characters or fewer."""
+    for key in annotations:
+        assert "/" not in key, key
+        assert 0 < len(key) <= 63, key
+        assert key[0].isalnum() and key[-1].isalnum(), key
+        assert all(ch.isalnum() or ch in "-_." for ch in key), key
+
+
 def decoded_patch(response: dict[str, Any]) -> list[dict[str, Any]]:
     if "patch" not in response:
         return []
@@ -78,6 +88,7 @@ def test_captured_reviews_are_answered_correctly(
         assert response["status"]["code"] == 403
         assert f"[{codes[0]}]" in response["status"]["message"]
     assert response["auditAnnotations"]["decision"] == verdict.result
+    assert_valid_audit_annotation_keys(response["auditAnnotations"])
     patch = decoded_patch(response)
     if defaulted is None:
         assert patch == []
