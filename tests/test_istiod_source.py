@@ -91,9 +91,7 @@ def fake_istiod() -> Iterator[tuple[str, type[_Istiod]]]:
 
 
 def test_registryz_entries_become_claims() -> None:
-    claims = {
-        c.key: c for c in istiod.claims_from_registryz(REGISTRYZ, cluster_domain="cluster.local")
-    }
+    claims = {c.key: c for c in istiod.claims_from_registryz(REGISTRYZ)}
     assert set(claims) == {("Service", "payments", "ledger"), ("ServiceEntry", "team-r", "partner")}
     ledger = claims[("Service", "payments", "ledger")]
     assert ledger.hosts == ("ledger.payments.svc.cluster.local",)
@@ -112,7 +110,7 @@ def test_hosts_only_istiod_knows_count_as_taken(
     token.write_text("sa-token\n")
     snapshots: list[Snapshot] = []
     store = RegistryStore(cluster_domain="cluster.local", on_snapshot=snapshots.append)
-    poller = istiod.IstiodPoller(url, store, cluster_domain="cluster.local")
+    poller = istiod.IstiodPoller(url, store)
     assert istiod.fetch(url, token_file=token)  # the service account token is sent
     assert handler.seen_auth[-1] == "Bearer sa-token"
     poller.poll_once()
@@ -136,9 +134,7 @@ def test_another_source_keeps_the_objects_it_holds() -> None:
         [("kubernetes", make_service_entry("partner", "team-r", ["api.partner.example"]))],
         cluster_domain="cluster.local",
     )
-    merged = builder.replace_claims(
-        "istiod", istiod.claims_from_registryz(REGISTRYZ, cluster_domain="cluster.local")
-    )
+    merged = builder.replace_claims("istiod", istiod.claims_from_registryz(REGISTRYZ))
     partner = merged.claims[("ServiceEntry", "team-r", "partner")]
     assert partner.source == "kubernetes"
     assert partner.hosts == ("api.partner.example",)

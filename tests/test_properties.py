@@ -120,6 +120,48 @@ def test_cover_is_transitive(a: str, b: str, c: str) -> None:
         assert hosts.covers(a, c)
 
 
+# Registry names from a few labels, so that hosts, Service names, namespaces and aliases collide.
+REGISTRY_LABELS = ["a", "b", "ns", "svc", "cluster", "local"]
+registry_hosts = st.builds(
+    lambda wildcard, parts: ("*." if wildcard else "") + ".".join(parts),
+    st.booleans(),
+    st.lists(st.sampled_from(REGISTRY_LABELS), min_size=1, max_size=5),
+)
+registry_services = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "svc"]), st.sampled_from(["ns", "b", "svc"])),
+    max_size=6,
+    unique=True,
+)
+registry_entries = st.lists(st.lists(registry_hosts, min_size=1, max_size=3), max_size=4)
+
+
+@given(registry_services, registry_entries, registry_hosts)
+def test_registry_matches_agree_with_a_scan_of_every_name_and_alias(
+    services: list[tuple[str, str]], entries: list[list[str]], host: str
+) -> None:
+    """The indexes (aliases derived, not stored) find exactly what comparing the host with every
+    registered name and every Service alias finds."""
+    objects = [make_service(name, namespace) for name, namespace in services]
+    objects += [
+        make_service_entry(f"se{i}", "team", entry_hosts) for i, entry_hosts in enumerate(entries)
+    ]
+    snapshot = make_snapshot(*objects)
+    expected = set()
+    for claim in snapshot.claims.values():
+        for key in claim.hosts + claim.aliases:
+            if key == host:
+                relation = "equal"
+            elif hosts.covers(key, host):
+                relation = "covered_by"
+            elif hosts.covers(host, key):
+                relation = "covers"
+            else:
+                continue
+            expected.add((key, claim.key, relation))
+    found = [(m.key, m.owner.key, m.relation.value) for m in snapshot.matches(host)]
+    assert sorted(found) == sorted(expected)
+
+
 # JSON as an API server can send it: integers within 64 bits.
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 json_values = st.recursive(

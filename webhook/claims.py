@@ -31,8 +31,6 @@ class Claim(NamedTuple):
     namespace: str
     name: str
     hosts: tuple[str, ...]
-    # Service only: the short names Istio adds as route domains (name.ns, name.ns.svc).
-    aliases: tuple[str, ...] = ()
     export_to: tuple[str, ...] | None = None
     created: str = ""
     source: str = ""
@@ -40,6 +38,17 @@ class Claim(NamedTuple):
     invalid: tuple[tuple[int, object, str], ...] = ()
     # Shape problems that make the object unusable (spec not an object, hosts not a list ...).
     problems: tuple[str, ...] = ()
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Service only: the short names Istio adds as route domains (name.ns, name.ns.svc).
+
+        Derived, not stored: at 100,000 entries the alias strings would take about 12 MB, and
+        the registry answers alias lookups from the Service's namespace and name instead."""
+        if self.kind != SERVICE:
+            return ()
+        short = f"{self.name}.{self.namespace}"
+        return (short, short + ".svc")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -90,7 +99,7 @@ def service_claim(
     name = object_name(obj)
     # Thousands of objects share each namespace: one string per namespace, not per object.
     ns = sys.intern(namespace or object_namespace(obj))
-    fqdn, short, short_svc = hosts.kubernetes_names(name, ns, cluster_domain)
+    fqdn = hosts.kubernetes_names(name, ns, cluster_domain)[0]
     export_to: tuple[str, ...] | None = None
     annotations = meta.get("annotations")
     if isinstance(annotations, dict):
@@ -103,7 +112,6 @@ def service_claim(
         namespace=ns,
         name=name,
         hosts=(fqdn,),
-        aliases=(short, short_svc),
         export_to=export_to,
         source=source,
     )

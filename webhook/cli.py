@@ -86,9 +86,7 @@ def load_registry(
     if istiod_url:
         from webhook.sources import istiod
 
-        claims = istiod.claims_from_registryz(
-            istiod.fetch(istiod_url), cluster_domain=policy.cluster_domain
-        )
+        claims = istiod.claims_from_registryz(istiod.fetch(istiod_url))
         builder = builder.replace_claims(istiod.SOURCE, claims)
     return policy, builder
 
@@ -509,7 +507,7 @@ def _start_sources(
     if args.istiod_url:
         from webhook.sources import istiod
 
-        poller = istiod.IstiodPoller(args.istiod_url, store, cluster_domain=policy.cluster_domain)
+        poller = istiod.IstiodPoller(args.istiod_url, store)
         poller.start()
         stoppers.append(poller)
     return stoppers, transport

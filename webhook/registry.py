@@ -3,14 +3,16 @@
 A ``Snapshot`` is immutable: readers hold one for a whole decision while a writer builds the next
 and swaps it in whole. Three indexes make a lookup cost the same for 100 entries and for 100,000:
 
-- ``names``: every registered host (exact or wildcard) and every Service alias -> its owners;
+- ``names``: every registered host (exact or wildcard) -> its owners;
 - ``under``: every domain -> the registered names strictly inside it, so a new wildcard finds the
   names it would cover with one dictionary read;
-- ``claims``: every object by (kind, namespace, name); it also answers single-label hosts, which
-  are aliases of the Service of that name only inside its own namespace.
+- ``claims``: every object by (kind, namespace, name). It answers the Service aliases Istio adds as
+  route domains (``name.ns``, ``name.ns.svc``, and a single label inside its own namespace): an
+  alias names its Service's namespace and name, so aliases need no index of their own (at 100,000
+  entries one would take about 16 MB).
 
 An exact host is checked with one read plus one read per parent domain (the wildcards that might
-cover it); a wildcard adds one read of ``under``.
+cover it), and one more when it has the shape of an alias; a wildcard adds one read of ``under``.
 """
 
 from __future__ import annotations
@@ -84,6 +86,11 @@ class Snapshot:
         if value is not None:
             for owner in owners_of(value):
                 yield Match(host, owner, Relation.EQUAL)
+        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
+        if not wildcard:
+            service = self.service_of_alias(host)
+            if service is not None:
+                yield Match(host, service, Relation.EQUAL)
         base = hosts.base_name(host)
         for parent in hosts.parents(base):
             key = "*." + parent
@@ -91,13 +98,54 @@ class Snapshot:
             if value is not None:
                 for owner in owners_of(value):
                     yield Match(key, owner, Relation.COVERED_BY)
-        if host.startswith(hosts.WILDCARD_PREFIX):
+        if wildcard:
             for key in self.under.get(base, ()):
                 for owner in owners_of(names.get(key)):
                     yield Match(key, owner, Relation.COVERS)
+            yield from self._aliases_under(base)
+
+    def service_of_alias(self, host: str) -> Claim | None:
+        """The Service whose alias ``host`` is: ``name.ns`` or ``name.ns.svc``."""
+        first = host.find(".")
+        if first == -1:
+            return None
+        second = host.find(".", first + 1)
+        if second == -1:
+            namespace = host[first + 1 :]
+        elif host.endswith(".svc") and second == len(host) - 4:
+            namespace = host[first + 1 : second]
+        else:
+            return None
+        return self.claims.get((claims_mod.SERVICE, namespace, host[:first]))
+
+    def _aliases_under(self, domain: str) -> Iterator[Match]:
+        """Service aliases strictly inside ``domain``: ``*.ns`` covers every ``name.ns``,
+        ``*.ns.svc`` and ``*.svc`` cover ``name.ns.svc``. The Services come from the names under
+        their namespace's zone, each the FQDN of its Service."""
+        dot = domain.find(".")
+        if dot == -1:
+            yield from self._service_aliases(domain, "")
+            if domain == "svc":
+                yield from self._service_aliases(None, ".svc")
+        elif domain.endswith(".svc") and dot == len(domain) - 4:
+            yield from self._service_aliases(domain[:dot], ".svc")
+
+    def _service_aliases(self, namespace: str | None, suffix: str) -> Iterator[Match]:
+        zone = f"svc.{self.cluster_domain}"
+        if namespace is not None:
+            zone = f"{namespace}.{zone}"
+        names = self.names
+        for key in self.under.get(zone, ()):
+            for owner in owners_of(names.get(key)):
+                if (
+                    owner.kind == claims_mod.SERVICE
+                    and owner.hosts[0] == key
+                    and (namespace is None or owner.namespace == namespace)
+                ):
+                    yield Match(f"{owner.name}.{owner.namespace}{suffix}", owner, Relation.COVERS)
 
     def owners(self, name: str) -> tuple[Claim, ...]:
-        """The owners of exactly this registered name (a host or a Service alias)."""
+        """The owners of exactly this registered host (aliases are not registered names)."""
         return owners_of(self.names.get(name))
 
     def services_named(self, namespace: str, label: str) -> tuple[Claim, ...]:
@@ -308,7 +356,7 @@ class RegistryBuilder:
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
         for claim in claims.values():
-            for name in claim.hosts + claim.aliases:
+            for name in claim.hosts:
                 owners = names.get(name)
                 if owners is not None:
                     owners.append(claim)
@@ -333,7 +381,7 @@ class RegistryBuilder:
         if key in self.claims:
             self.remove_claim(key)
         self.claims[key] = claim
-        for name in claim.hosts + claim.aliases:
+        for name in claim.hosts:
             existing = self.names.get(name)
             if existing is None:
                 self.names[name] = claim
@@ -347,7 +395,7 @@ class RegistryBuilder:
         claim = self.claims.pop(key, None)
         if claim is None:
             return
-        for name in claim.hosts + claim.aliases:
+        for name in claim.hosts:
             left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
                 self.names[name] = left[0] if len(left) == 1 else left

@@ -81,9 +81,10 @@ def _export_to(raw: object) -> tuple[str, ...] | None:
     return None
 
 
-def claims_from_registryz(services: Iterable[Any], *, cluster_domain: str) -> list[Claim]:
-    """Kubernetes entries become Service claims (with aliases), External entries ServiceEntry
-    claims, one per object with all its hosts. Anything unusable is left out."""
+def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
+    """Kubernetes entries become Service claims (their aliases follow from them), External
+    entries ServiceEntry claims, one per object with all its hosts. Anything unusable is left
+    out."""
     grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
     for service in services:
         if not isinstance(service, dict):
@@ -112,17 +113,12 @@ def claims_from_registryz(services: Iterable[Any], *, cluster_domain: str) -> li
             entry["created"] = created
     claims: list[Claim] = []
     for (kind, namespace, name), entry in grouped.items():
-        aliases: tuple[str, ...] = ()
-        if kind == SERVICE:
-            _, short, short_svc = hosts.kubernetes_names(name, namespace, cluster_domain)
-            aliases = (short, short_svc)
         claims.append(
             Claim(
                 kind=kind,
                 namespace=namespace,
                 name=name,
                 hosts=tuple(entry["hosts"]),
-                aliases=aliases,
                 export_to=entry["export_to"],
                 created=entry["created"],
                 source=SOURCE,
@@ -140,13 +136,11 @@ class IstiodPoller(Periodic):
         url: str,
         store: RegistryStore,
         *,
-        cluster_domain: str,
         every: float = POLL_EVERY_S,
     ) -> None:
         super().__init__(every=every, name="istiod-poller", errors=(IstiodError,), log=log)
         self.url = url
         self.store = store
-        self.cluster_domain = cluster_domain
         self.polls = 0
 
     def step(self) -> None:
@@ -154,7 +148,7 @@ class IstiodPoller(Periodic):
 
     def poll_once(self) -> int:
         services = fetch(self.url)
-        claims = claims_from_registryz(services, cluster_domain=self.cluster_domain)
+        claims = claims_from_registryz(services)
         self.store.replace_claims(SOURCE, claims)
         self.polls += 1
         return len(claims)
