@@ -53,6 +53,7 @@ class Cluster:
         self.leases: dict[tuple[str, str], dict[str, Any]] = {}
         self.posted_events: list[dict[str, Any]] = []
         self.forbid_events = False
+        self.cut_lists = 0  # the next N list answers break off halfway through their body
         self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
         self.log: list[tuple[str, str]] = []  # (method, path with query) of every request
 
@@ -354,9 +355,21 @@ class _Handler(BaseHTTPRequestHandler):
         meta: dict[str, Any] = {"resourceVersion": version}
         if limit and nxt < total:
             meta["continue"] = str(nxt)
-        self._json(
-            200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": page}
-        )
+        body = {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": page}
+        with cluster.lock:
+            cut = cluster.cut_lists > 0
+            cluster.cut_lists -= 1 if cut else 0
+        if cut:  # promise the whole body, send half of it, and hang up
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self._json(200, body)
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -36,20 +36,30 @@ def wait_until(predicate: Callable[[], bool], what: str) -> None:
 
 
 class Harness:
-    def __init__(self, fake: FakeApiServer, kubeconfig: Path) -> None:
+    def __init__(
+        self, fake: FakeApiServer, kubeconfig: Path, *, crd_gone_after: float = 0.0
+    ) -> None:
         self.fake = fake
         self.cluster = fake.cluster
         self.snapshots: list[Snapshot] = []
+        self.errors_seen: list[str] = []  # every problem a watcher reported
         self.lock = threading.Lock()
         self.transport = k8s.connect(kubeconfig)
         self.source = k8s.KubernetesSource(
             self.transport,
             cluster_domain="cluster.local",
             on_snapshot=self._got,
+            on_change=self._changed,
             backoff_start=0.05,
             backoff_max=0.2,
             crd_retry=0.2,
+            crd_gone_after=crd_gone_after,
         )
+
+    def _changed(self, _resource: k8s.Resource, state: k8s.KindState) -> None:
+        if state.error:
+            with self.lock:
+                self.errors_seen.append(state.error)
 
     def _got(self, snapshot: Snapshot) -> None:
         with self.lock:
@@ -278,6 +288,69 @@ def test_a_missing_crd_means_an_empty_service_entry_registry_until_it_appears(
         h.source.stop()
         fake.stop()
         h.source.join()
+
+
+def test_a_404_after_the_crd_was_served_keeps_the_service_entries_for_a_while(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """After an API server restart a custom resource can answer 404 for a moment: that must not
+    empty the registry (conflicts would be admitted meanwhile) until it has lasted."""
+    fake = FakeApiServer(cluster)
+    fake.start()
+    h = Harness(fake, fake.kubeconfig(tmp_path / "kc"), crd_gone_after=1.5)
+    h.source.start()
+    try:
+        h.wait_converged("the first full sync")
+        cluster.missing.add("ServiceEntry")
+        cluster.close_watches()
+        se_watcher = next(w for w in h.source.watchers if w.resource.kind == "ServiceEntry")
+        wait_until(lambda: "keeping the last" in se_watcher.state.error, "the 404 to be seen")
+        snapshot = h.latest
+        assert snapshot is not None
+        assert snapshot.get("ServiceEntry", "team-a", "stripe") is not None
+        wait_until(lambda: "CRD is not installed" in se_watcher.state.error, "the grace to end")
+        wait_until(
+            lambda: h.latest is not None and h.latest.count("ServiceEntry") == 0,
+            "an empty ServiceEntry registry once the 404 lasted",
+        )
+        cluster.missing.discard("ServiceEntry")
+        h.wait_converged("the ServiceEntries once the resource is served again")
+    finally:
+        h.source.stop()
+        fake.stop()
+        h.source.join()
+
+
+def test_a_404_that_passes_keeps_the_registry_throughout(harness: Harness) -> None:
+    harness.wait_converged("the first full sync")
+    seen: list[int] = []
+    harness.cluster.missing.add("ServiceEntry")
+    harness.cluster.close_watches()
+    se_watcher = next(w for w in harness.source.watchers if w.resource.kind == "ServiceEntry")
+    # A harness with no grace at all would empty at once; give this one the default.
+    se_watcher._crd_gone_after = k8s.CRD_GONE_AFTER_S
+    wait_until(lambda: "keeping the last" in se_watcher.state.error, "the 404 to be seen")
+    harness.cluster.missing.discard("ServiceEntry")
+    harness.cluster.put(make_service_entry("github", "team-a", ["api.github.com"]))
+    harness.wait_converged("the ServiceEntries after the 404 passed")
+    for snapshot in list(harness.snapshots):
+        seen.append(snapshot.count("ServiceEntry"))
+    assert 0 not in seen, "the registry must never have been emptied"
+
+
+def test_a_list_cut_off_mid_body_is_retried_not_fatal(harness: Harness) -> None:
+    """A connection that breaks while the client reads a body (an API server going away) must
+    not end the watcher's thread: it backs off and lists again."""
+    harness.wait_converged("the first full sync")
+    harness.cluster.cut_lists = 3
+    harness.fake.stop()
+    harness.cluster.put(make_service("details", "bookinfo"))
+    harness.cluster.compact()
+    harness.fake.start()
+    wait_until(lambda: harness.cluster.cut_lists <= 0, "the cut lists to be served")
+    harness.wait_converged("the state after lists that broke off")
+    assert all(w._thread.is_alive() for w in harness.source.watchers)
+    assert any("broke while reading" in r for r in harness.errors_seen)
 
 
 def test_rbac_refusal_names_the_verb_and_the_resource(cluster: Cluster, tmp_path: Path) -> None:

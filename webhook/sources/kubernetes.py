@@ -40,6 +40,11 @@ WATCH_TIMEOUT_S = 300
 PAGE_SIZE = 500
 # How often to look again for the ServiceEntry CRD while Istio is not installed.
 CRD_RETRY_S = 30.0
+# A ServiceEntry resource that was served, then answers 404, is kept this long before the
+# registry is emptied. After an API server restart, custom resources can answer 404 for a moment
+# (kubernetes/kubernetes#115241); emptying at once would admit conflicts meanwhile. A CRD that is
+# really deleted takes its objects with it, and the watch reports those deletions anyway.
+CRD_GONE_AFTER_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -163,18 +168,30 @@ class Transport:
             body=body,
             content_type=content_type if body is not None else None,
         )
-        raw = response.read() or b"{}"
+        raw = self._read(response, f"{method} {path}") or b"{}"
         try:
             decoded = orjson.loads(raw)
         except orjson.JSONDecodeError:
             decoded = {"message": raw[:300].decode(errors="replace")}
         return int(response.status), decoded if isinstance(decoded, dict) else {}
 
+    def _read(self, response: Any, what: str) -> bytes:
+        """The whole body. The client reads it lazily, so a connection cut in the middle of it
+        surfaces here, as urllib3's own error: make it a ClusterError like any other."""
+        try:
+            data: bytes = response.read()
+        except Exception as exc:
+            raise ClusterError(
+                f"{what}: the connection to {self.host} broke while reading the answer "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        return data
+
     def _check(self, response: Any, verb: str, resource: Resource) -> None:
         status = response.status
         if 200 <= status < 300:
             return
-        data = response.read() or b""
+        data = self._read(response, f"{verb} {resource.qualified}") or b""
         try:
             message = str(orjson.loads(data).get("message", ""))
         except (orjson.JSONDecodeError, AttributeError):
@@ -199,7 +216,7 @@ class Transport:
         response = self._get(resource.path, query, read_timeout=60)
         self._check(response, "list", resource)
         try:
-            page: dict[str, Any] = orjson.loads(response.read())
+            page: dict[str, Any] = orjson.loads(self._read(response, f"list {resource.qualified}"))
         except orjson.JSONDecodeError as exc:
             raise ClusterError(
                 f"list {resource.qualified}: the API server sent bad JSON ({exc})"
@@ -379,9 +396,15 @@ class Watcher:
         backoff_start: float = BACKOFF_START_S,
         backoff_max: float = BACKOFF_MAX_S,
         crd_retry: float = CRD_RETRY_S,
+        crd_gone_after: float = CRD_GONE_AFTER_S,
     ) -> None:
         self.transport = transport
         self.resource = resource
+        self._crd_gone_after = crd_gone_after
+        # When the served resource started answering 404 (None while it is served), and whether
+        # its registry has been emptied because the resource is not served.
+        self._missing_since: float | None = None
+        self._absent = False
         self.store = store
         self.state = KindState()
         self._on_change = on_change
@@ -437,6 +460,8 @@ class Watcher:
         self.state.last_event = time.time()
         self.state.version = version
         self.state.error = ""
+        self._missing_since = None
+        self._absent = False
         if self._reported:
             log.info(
                 "%s: listed %d objects; the problem is gone", self.resource.qualified, listing.count
@@ -472,8 +497,14 @@ class Watcher:
                     self._stop.wait(delay)
                     delay = min(delay * 2, self._backoff_max)
                     continue
-                # Istio is not installed yet: an empty ServiceEntry registry, and look again.
+                if self._keep_through_404(exc, delay):
+                    delay = min(delay * 2, self._backoff_max)
+                    version = ""
+                    continue
+                # Istio is not installed (yet, or any more): an empty ServiceEntry registry,
+                # and look again.
                 self.store.replace_kind(self.resource.kind, [], source=SOURCE)
+                self._absent = True
                 self.state.synced = True
                 version = ""
                 self._report(
@@ -488,6 +519,35 @@ class Watcher:
                 self.state.restarts += 1
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._backoff_max)
+            except Exception as exc:
+                # A bug, or a failure nobody foresaw: this kind must not stop following the
+                # cluster for good. Log it with its traceback, back off, and list again.
+                log.exception("%s: the watch loop failed", self.resource.qualified)
+                self._report(f"internal error {type(exc).__name__}: {exc}; listing again")
+                self.state.restarts += 1
+                version = ""
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff_max)
+
+    def _keep_through_404(self, exc: NotFound, delay: float) -> bool:
+        """True while a 404 from a resource that was served is taken for a passing fault: the
+        last registry of this kind stays, and the watcher retries with backoff."""
+        if not self.state.synced or self._absent:
+            return False
+        now = time.monotonic()
+        if self._missing_since is None:
+            self._missing_since = now
+        if now - self._missing_since >= self._crd_gone_after:
+            return False
+        self._report(
+            f"{exc}; keeping the last {self.resource.kind} registry for up to "
+            f"{self._crd_gone_after:g} s in case the API server is still starting, "
+            f"retrying in {delay:.1f} s",
+            level=logging.WARNING,
+        )
+        self.state.restarts += 1
+        self._stop.wait(delay)
+        return True
 
     def _watch(self, version: str) -> str:
         events = self.transport.watch(self.resource, resource_version=version, on_open=self._opened)
@@ -531,6 +591,7 @@ class KubernetesSource:
         backoff_start: float = BACKOFF_START_S,
         backoff_max: float = BACKOFF_MAX_S,
         crd_retry: float = CRD_RETRY_S,
+        crd_gone_after: float = CRD_GONE_AFTER_S,
         initial: RegistryBuilder | None = None,
     ) -> None:
         self.transport = transport
@@ -547,6 +608,7 @@ class KubernetesSource:
                 backoff_start=backoff_start,
                 backoff_max=backoff_max,
                 crd_retry=crd_retry,
+                crd_gone_after=crd_gone_after,
             )
             for resource in RESOURCES
         ]
