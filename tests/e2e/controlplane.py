@@ -94,6 +94,15 @@ def _client_cert(
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
+def local_opener(context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    """urllib without proxies: everything here is on loopback, and an http_proxy set in CI would
+    otherwise take these requests (urllib, unlike Go, does not leave 127.0.0.1 alone)."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
 @dataclass
 class ControlPlane:
     root: Path
@@ -113,8 +122,10 @@ class ControlPlane:
     # --- processes ------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{name}.log").open("wb")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        # Appended, so a restart keeps the log from before it; the child keeps its own copy of
+        # the descriptor, ours is closed at once.
+        with (self.root / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         self.processes.append(proc)
         return proc
 
@@ -123,7 +134,7 @@ class ControlPlane:
         last = ""
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                with local_opener(context).open(url, timeout=2) as response:
                     if response.status == 200:
                         return
             except Exception as exc:  # not up yet
@@ -234,7 +245,8 @@ class ControlPlane:
         ]
         self._spawn("kube-apiserver", argv)
         context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        self._wait_healthy(f"https://127.0.0.1:{self.api_port}/livez", context, "kube-apiserver")
+        # /readyz (anonymous, like /livez) also waits for the informers and etcd.
+        self._wait_healthy(f"https://127.0.0.1:{self.api_port}/readyz", context, "kube-apiserver")
 
     def restart_apiserver(self) -> None:
         proc = next(p for p in self.processes if "kube-apiserver" in str(p.args))
