@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from webhook.aio import LoopRef
+from webhook.aio import Deadlines, LoopRef
 
 
 def test_it_is_the_running_loop_and_follows_a_new_one_after_the_old_closes() -> None:
@@ -25,3 +25,25 @@ def test_it_is_the_running_loop_and_follows_a_new_one_after_the_old_closes() -> 
 def test_outside_a_loop_it_raises_like_asyncio() -> None:
     with pytest.raises(RuntimeError):
         LoopRef().get()
+
+
+def test_deadlines_cancel_only_what_overstays_and_say_so() -> None:
+    async def main() -> list[str]:
+        deadlines = Deadlines(0.2)
+
+        async def waits(seconds: float) -> str:
+            task = asyncio.current_task()
+            assert task is not None
+            deadlines.begin(task)
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                return "expired" if deadlines.end(task) else "cancelled by another"
+            return "expired" if deadlines.end(task) else "in time"
+
+        other = asyncio.create_task(waits(5))
+        await asyncio.sleep(0.05)
+        other.cancel()  # somebody else's cancellation is not a deadline
+        return [await other, *await asyncio.gather(waits(5), waits(0.01), waits(5))]
+
+    assert asyncio.run(main()) == ["cancelled by another", "expired", "in time", "expired"]

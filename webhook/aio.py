@@ -24,3 +24,51 @@ class LoopRef:
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
         return loop
+
+
+class Deadlines:
+    """Tasks waiting on something (a request body) that must not take longer than ``seconds``.
+
+    One sweep a second cancels the tasks past their deadline, instead of one timer per request:
+    arming and cancelling a timer costs about 2 µs, as much as a tenth of a clean decision. A
+    deadline is therefore kept to within a second, which is all a body deadline needs.
+    """
+
+    SWEEP_EVERY_S = 1.0
+
+    __slots__ = ("_expired", "_loop", "_sweeping", "_waiting", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._loop = LoopRef()
+        self._waiting: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+        self._sweeping = False
+
+    def begin(self, task: asyncio.Task[object]) -> None:
+        loop = self._loop.get()
+        self._waiting[task] = loop.time()
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(min(self.SWEEP_EVERY_S, self.seconds), self._sweep)
+
+    def end(self, task: asyncio.Task[object]) -> bool:
+        """Stop watching ``task``; True when its deadline passed (the sweep cancelled it)."""
+        self._waiting.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            return True
+        return False
+
+    def _sweep(self) -> None:
+        loop = self._loop.get()
+        oldest = loop.time() - self.seconds
+        late = [task for task, started in self._waiting.items() if started <= oldest]
+        for task in late:
+            del self._waiting[task]
+            self._expired.add(task)
+            task.cancel()
+        if self._waiting:
+            loop.call_later(min(self.SWEEP_EVERY_S, self.seconds), self._sweep)
+        else:
+            self._sweeping = False

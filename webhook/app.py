@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhook import admission, review
-from webhook.aio import LoopRef
+from webhook.aio import Deadlines, LoopRef
 from webhook.audit import (
     EVENT_ADMISSION,
     SCHEMA_VERSION,
@@ -58,6 +58,7 @@ class AdmissionEndpoint:
         self.judge = review.validate if webhook == "validate" else review.mutate
         self._stats = runtime.metrics.admission
         self._loop = LoopRef()
+        self._body_deadlines = Deadlines(runtime.body_deadline_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -100,11 +101,14 @@ class AdmissionEndpoint:
         size = 0
         more = True
         # A client that trickles its body cannot hold a request open: the API server gives up
-        # on us after at most 30 s anyway. (A plain timer: asyncio.timeout costs 5 µs here.)
-        loop = self._loop.get()
-        task = asyncio.current_task(loop)
-        wait = self.runtime.body_deadline_s
-        deadline = loop.call_later(wait, task.cancel) if task else None
+        # on us after at most 30 s anyway. (One sweep for all requests: asyncio.timeout costs
+        # 5 µs here, a timer of our own 2 µs.)
+        task = asyncio.current_task(self._loop.get())
+        deadlines = self._body_deadlines
+        deadlines.seconds = wait = self.runtime.body_deadline_s
+        if task is not None:
+            deadlines.begin(task)
+        expired = False
         try:
             while more:
                 message = await receive()
@@ -119,13 +123,16 @@ class AdmissionEndpoint:
                 chunks.append(chunk)
                 more = message.get("more_body", False)
         except asyncio.CancelledError:
-            if deadline is None or deadline.cancelled() or not task or not task.cancelling():
+            expired = task is not None and deadlines.end(task)
+            if not expired or task is None or not task.cancelling():
                 raise
             task.uncancel()
             return self._refuse(408, "too_slow", f"the body did not arrive within {wait:g} s")
         finally:
-            if deadline is not None:
-                deadline.cancel()
+            # The sweep runs between task steps, and this task only yields inside receive(): a
+            # cancellation of ours always lands in the loop above, never after it.
+            if task is not None and not expired:
+                deadlines.end(task)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             parsed = orjson.loads(body)
@@ -211,12 +218,11 @@ class AdmissionEndpoint:
                 webhook=self.webhook,
                 policy_generation=policy.generation if policy else 0,
             )
+        stats = self._stats
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
-            runtime.metrics.findings.labels(self.webhook, finding.code.value, outcome).inc()
+            stats.finding(self.webhook, finding.code.value, outcome)
         if verdict.result == review.DENIED:
-            runtime.metrics.denials_by_namespace.labels(
-                runtime.namespace_label(req.namespace)
-            ).inc()
+            stats.denial(runtime.namespace_label(req.namespace))
         if self.on_verdict is not None and not verdict.allowed and not req.dry_run:
             self.on_verdict(req, verdict)
         return verdict.to_response(req.uid), record, verdict.result

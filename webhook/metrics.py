@@ -43,28 +43,17 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        # The two metrics every request touches are plain counters read at scrape time: the
-        # client library's locked values cost more than the rest of a clean decision.
+        # The metrics every request touches (requests, latency, findings, denials by namespace)
+        # are plain counters read at scrape time: the client library's locked values cost more
+        # than the rest of a clean decision.
         self.admission = AdmissionStats()
         r.register(self.admission)
         self.gc_pauses = GcPauses()
         r.register(self.gc_pauses)
-        self.findings = Counter(
-            "seguard_admission_findings",
-            "Findings, by webhook, reason code and outcome.",
-            ["webhook", "code", "outcome"],
-            registry=r,
-        )
         self.rejected_bodies = Counter(
             "seguard_admission_bad_requests",
             "Requests refused before a decision (malformed, too large, wrong type), by reason.",
             ["webhook", "reason"],
-            registry=r,
-        )
-        self.denials_by_namespace = Counter(
-            "seguard_admission_denials_by_namespace",
-            "Denied requests by namespace; past the first 100 namespaces seen, as _other.",
-            ["namespace"],
             registry=r,
         )
         self.internal_errors = Counter(
@@ -195,6 +184,16 @@ class AdmissionStats:
         # Per webhook: counts per bucket (one more for +Inf), and the sum of observations.
         self.buckets = {w: [0] * (len(LATENCY_BUCKETS) + 1) for w in self.WEBHOOKS}
         self.sums = dict.fromkeys(self.WEBHOOKS, 0.0)
+        self.findings: dict[tuple[str, str, str], int] = {}  # (webhook, code, outcome)
+        # By namespace label: the caller bounds the labels (Runtime.namespace_label).
+        self.denials: dict[str, int] = {}
+
+    def finding(self, webhook: str, code: str, outcome: str) -> None:
+        key = (webhook, code, outcome)
+        self.findings[key] = self.findings.get(key, 0) + 1
+
+    def denial(self, namespace_label: str) -> None:
+        self.denials[namespace_label] = self.denials.get(namespace_label, 0) + 1
 
     def observe(self, webhook: str, result: str | None, seconds: float) -> None:
         """One request; ``result`` is None for one refused before a decision (a 4xx)."""
@@ -215,6 +214,22 @@ class AdmissionStats:
         for (webhook, result), count in self.requests.items():
             requests.add_metric([webhook, result], float(count))
         yield requests
+        findings = CounterMetricFamily(
+            "seguard_admission_findings",
+            "Findings, by webhook, reason code and outcome.",
+            labels=["webhook", "code", "outcome"],
+        )
+        for (webhook, code, outcome), count in list(self.findings.items()):
+            findings.add_metric([webhook, code, outcome], float(count))
+        yield findings
+        denials = CounterMetricFamily(
+            "seguard_admission_denials_by_namespace",
+            "Denied requests by namespace; past the first 100 namespaces seen, as _other.",
+            labels=["namespace"],
+        )
+        for namespace, count in list(self.denials.items()):
+            denials.add_metric([namespace], float(count))
+        yield denials
         latency = HistogramMetricFamily(
             "seguard_admission_duration_seconds",
             "Time from the first byte of a request to the response, by webhook.",

@@ -167,14 +167,13 @@ def decide(findings: list[Finding], mode: Mode, exemption: str | None) -> Verdic
     )
 
 
-def _context(
+def _claim(
     req: admission.AdmissionRequest, policy: Policy, snapshot: Snapshot
-) -> tuple[Rules, claims.Claim, rules.Context]:
+) -> tuple[Rules, claims.Claim]:
+    """The namespace's rules and what the object claims."""
     namespace_rules = policy.for_namespace(req.namespace, snapshot.labels_of(req.namespace))
     obj: Mapping[str, Any] = req.object or {}
-    claim = claims.service_entry_claim(obj, namespace=req.namespace)
-    ctx = rules.context_for(claim, name=req.name, rules=namespace_rules, snapshot=snapshot)
-    return namespace_rules, claim, ctx
+    return namespace_rules, claims.service_entry_claim(obj, namespace=req.namespace)
 
 
 def _is_probe(req: admission.AdmissionRequest) -> bool:
@@ -202,7 +201,8 @@ def validate(
         return unavailable("policy")
     if snapshot is None:
         return unavailable("registry")
-    namespace_rules, claim, ctx = _context(req, policy, snapshot)
+    namespace_rules, claim = _claim(req, policy, snapshot)
+    ctx = rules.context_for(claim, name=req.name, rules=namespace_rules, snapshot=snapshot)
     findings = rules.evaluate(claim, ctx)
     verdict = decide(findings, namespace_rules.mode, exemption_of(req, namespace_rules))
     if namespace_rules.audit.record_allowed:
@@ -220,7 +220,7 @@ def mutate(
         return unavailable("policy")
     if snapshot is None:
         return unavailable("registry")
-    namespace_rules, claim, _ = _context(req, policy, snapshot)
+    namespace_rules, claim = _claim(req, policy, snapshot)  # no registry lookups: defaults only
     invalid = rules.invalid_findings(claim)
     if invalid:
         return decide(invalid, namespace_rules.mode, None)
