@@ -94,8 +94,28 @@ def test_a_short_name_elsewhere_is_no_alias() -> None:
         pytest.param(["~"], None, False, id="mine-exported-nowhere"),
         pytest.param(["team-z"], ["team-z"], True, id="both-to-a-third-namespace"),
         pytest.param(["team-z"], ["team-y"], False, id="to-different-namespaces"),
-        pytest.param([".", "team-a"], None, False, id="mine-to-the-owners-namespace-only"),
         pytest.param(["team-z"], None, True, id="mine-to-one-they-see-too"),
+        # Istio puts an entry exported to a namespace by name before that namespace's own public
+        # entries: exporting into the owner's namespace hijacks its public entry there.
+        pytest.param(
+            [".", "team-a"],
+            None,
+            True,
+            id="mine-into-the-owners-namespace-hijacks-its-public-entry",
+        ),
+        pytest.param(["team-a"], None, True, id="mine-only-into-the-owners-namespace-hijacks-it"),
+        pytest.param(None, ["team-x"], True, id="theirs-into-my-namespace-hijacks-my-public-entry"),
+        # A private entry (exportTo "." or its own name) wins in its own namespace.
+        pytest.param(
+            ["."], ["team-x"], False, id="my-private-entry-wins-over-theirs-exported-to-me"
+        ),
+        pytest.param(
+            ["team-a"], ["."], False, id="their-private-entry-wins-over-mine-exported-to-them"
+        ),
+        pytest.param(["team-x"], None, False, id="mine-private-by-its-own-name"),
+        pytest.param(
+            ["~", "team-z"], ["team-z"], False, id="tilde-hides-an-entry-whatever-else-it-lists"
+        ),
     ],
 )
 def test_visibility_decides_a_cross_namespace_conflict(
@@ -106,6 +126,25 @@ def test_visibility_decides_a_cross_namespace_conflict(
     )
     verdict = judge("team-x", ["shared.example.com"], snapshot=snapshot, export_to=mine)
     assert ("ConflictServiceEntry" in verdict.codes) is contested
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "overlap"),
+    [
+        pytest.param(["team-a"], None, True, id="an-exact-host-exported-into-the-wildcards-namespace"),
+        pytest.param(["."], None, False, id="an-exact-host-private-to-its-own-namespace"),
+        pytest.param(None, ["."], False, id="a-wildcard-private-to-its-own-namespace"),
+        pytest.param(None, None, True, id="both-mesh-wide"),
+    ],
+)  # fmt: skip
+def test_visibility_decides_a_wildcard_overlap_the_same_way(
+    mine: list[str] | None, theirs: list[str] | None, overlap: bool
+) -> None:
+    snapshot = make_snapshot(
+        make_service_entry("slack", "team-a", ["*.slack.com"], export_to=theirs)
+    )
+    verdict = judge("team-x", ["api.slack.com"], snapshot=snapshot, export_to=mine)
+    assert ("WildcardOverlap" in verdict.codes) is overlap
 
 
 def test_the_mesh_default_export_to_applies_to_entries_without_one() -> None:

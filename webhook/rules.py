@@ -148,28 +148,37 @@ EVERYWHERE = frozenset({"*"})
 def visibility(
     export_to: Iterable[str] | None, namespace: str, default: Iterable[str]
 ) -> frozenset[str]:
-    """The namespaces that can see an entry. ``*`` (all) is kept as a member."""
+    """The namespaces that can see an entry. ``*`` (all) is kept as a member; as in Istio, ``*``
+    outranks everything else, and ``~`` (with no ``*``) hides the entry from every namespace."""
     items = tuple(export_to) if export_to else tuple(default)
     if "*" in items:
         return EVERYWHERE
-    return frozenset(namespace if item == "." else item for item in items if item != "~")
+    if "~" in items:
+        return frozenset()
+    return frozenset(namespace if item == "." else item for item in items)
 
 
 def contested(a: frozenset[str], a_namespace: str, b: frozenset[str], b_namespace: str) -> bool:
-    """True when a third namespace sees both entries.
+    """True when some namespace sees both entries and one would silently shadow the other there.
 
-    Inside an entry's own namespace Istio prefers the local entry, so the two namespaces that
-    own the entries are never contested; anywhere else that sees both, the oldest wins and the
-    other is a hijack or a silent duplicate.
+    Istio orders the entries a namespace sees (PushContext.servicesExportedToNamespace): its own
+    private ones first (exportTo "." or its own name), then those exported to it by name, then
+    the public ones, oldest first; the first entry of a hostname wins. So every namespace that
+    sees both is contested, except the namespace of an entry that is private to it: there the
+    local entry wins, by design, which is the way out the messages suggest (exportTo: ["."]). A
+    public entry is not protected at home: another namespace's entry exported to that namespace
+    by name comes before it.
     """
-    owners = {a_namespace, b_namespace}
+    exempt = {
+        ns for seen, ns in ((a, a_namespace), (b, b_namespace)) if "*" not in seen and ns in seen
+    }
     if "*" in a and "*" in b:
         return True
     if "*" in a:
-        return not b <= owners
+        return not b <= exempt
     if "*" in b:
-        return not a <= owners
-    return not (a & b) <= owners
+        return not a <= exempt
+    return not (a & b) <= exempt
 
 
 def render_export_to(export_to: Iterable[str] | None, default: Iterable[str]) -> str:
