@@ -93,6 +93,27 @@ def test_exempt_namespaces_are_reported_but_not_counted_as_denying() -> None:
     assert denying(violations) == []
 
 
+@pytest.mark.parametrize(
+    ("spec", "denied"),
+    [
+        pytest.param({}, True, id="enforce-denies"),
+        pytest.param({"mode": "Audit"}, False, id="audit-mode-only-reports"),
+        pytest.param({"mode": "Warn"}, False, id="warn-mode-only-reports"),
+        pytest.param({"mode": "Audit", "namespaces": [{"selector": {"names": ["team-b"]}, "mode": "Enforce"}]}, True, id="a-namespace-that-enforces-denies"),
+    ],
+)  # fmt: skip
+def test_what_the_scan_counts_as_denying_follows_the_namespaces_mode(
+    spec: dict[str, Any], denied: bool
+) -> None:
+    snapshot = make_snapshot(
+        aged("a", "team-a", ["x.example.com"], "2026-01-01T00:00:00Z"),
+        aged("b", "team-b", ["x.example.com"], "2026-02-01T00:00:00Z"),
+    )
+    violations = scan(snapshot, make_policy(**spec))
+    assert [(v.name, v.finding.code.value) for v in violations] == [("b", "ConflictServiceEntry")]
+    assert bool(denying(violations)) is denied
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from webhook import rules
 from webhook.claims import SERVICE_ENTRY, Claim
-from webhook.policy import Action, Policy
+from webhook.policy import Action, Mode, Policy
 from webhook.registry import Snapshot
 from webhook.rules import Finding
 
@@ -29,6 +29,7 @@ class Violation:
     created: str
     finding: Finding
     exempt: bool = False
+    mode: Mode = Mode.ENFORCE  # the namespace's mode: what the webhook would do with it today
 
     @property
     def key(self) -> tuple[str, str, str, str, str]:
@@ -47,6 +48,7 @@ class Violation:
             "name": self.name,
             "created": self.created,
             "exempt": self.exempt,
+            "mode": self.mode.value,
             **self.finding.as_dict(),
         }
 
@@ -84,12 +86,20 @@ def scan(
         )
         exempt = claim.namespace in namespace_rules.exemptions.namespaces
         violations.extend(
-            Violation(claim.namespace, claim.name, claim.created, finding, exempt)
+            Violation(
+                claim.namespace, claim.name, claim.created, finding, exempt, namespace_rules.mode
+            )
             for finding in rules.evaluate(claim, ctx)
         )
     return violations
 
 
 def denying(violations: Iterable[Violation]) -> list[Violation]:
-    """The violations the webhook would refuse today (Deny action, not exempt)."""
-    return [v for v in violations if v.finding.action is Action.DENY and not v.exempt]
+    """The violations the webhook would refuse today: invalid objects always; otherwise a Deny
+    action, in a namespace whose mode is Enforce, from a requester that is not exempt."""
+    return [
+        v
+        for v in violations
+        if v.finding.code in rules.ALWAYS_DENY
+        or (v.finding.action is Action.DENY and v.mode is Mode.ENFORCE and not v.exempt)
+    ]
