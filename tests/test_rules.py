@@ -77,6 +77,40 @@ def test_one_row_per_reason_code(
         assert word in finding.message
 
 
+@pytest.mark.parametrize(
+    ("namespace", "hosts", "codes"),
+    [
+        pytest.param("bookinfo", ["*.bookinfo.svc.cluster.local"], ["ShadowsKubernetesService"], id="a-wildcard-over-its-own-services-is-not-reserved"),
+        pytest.param("team-x", ["*.team-x.svc.cluster.local"], ["ReservedClusterDomain"], id="a-wildcard-over-its-own-empty-zone-is-reserved"),
+        pytest.param("bookinfo", ["*.svc.cluster.local"], ["ReservedClusterDomain", "ShadowsKubernetesService"], id="a-wildcard-over-every-zone-is-reserved"),
+        pytest.param("team-x", ["*.bookinfo.svc.cluster.local"], ["ReservedClusterDomain", "ConflictKubernetesService"], id="a-wildcard-over-another-namespaces-services-is-reserved"),
+        pytest.param("bookinfo", ["*.x.reviews.bookinfo.svc.cluster.local"], ["ReservedClusterDomain"], id="a-wildcard-under-a-service-name-is-reserved"),
+    ],
+)  # fmt: skip
+def test_a_wildcard_in_the_cluster_domain_is_reserved_unless_it_matches_a_service_of_its_own(
+    namespace: str, hosts: list[str], codes: list[str]
+) -> None:
+    assert sorted(judge(namespace, hosts).codes) == sorted(codes)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "host", "codes"),
+    [
+        pytest.param("payments", "ledger.payments", ["ShadowsKubernetesService"], id="an-alias-of-an-own-service"),
+        pytest.param("payments", "ledger", ["ShadowsKubernetesService"], id="a-short-name-of-an-own-service"),
+        pytest.param("payments", "reviews.bookinfo.svc", ["ConflictKubernetesService"], id="an-alias-of-another-namespaces-service"),
+        pytest.param("payments", "nothing.here", ["HostNotAllowed"], id="an-alias-shape-with-no-service-is-an-external-host"),
+    ],
+)  # fmt: skip
+def test_the_allowed_list_leaves_kubernetes_names_to_the_kubernetes_rules(
+    namespace: str, host: str, codes: list[str]
+) -> None:
+    snapshot = make_snapshot(
+        make_service("reviews", "bookinfo"), make_service("ledger", "payments")
+    )
+    assert list(judge(namespace, [host], snapshot=snapshot).codes) == codes
+
+
 def test_no_finding_for_a_free_host() -> None:
     assert judge("team-x", ["free.example.com"]).findings == ()
 

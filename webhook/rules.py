@@ -208,8 +208,9 @@ def host_denied(host: str, ctx: Context) -> Iterator[Finding]:
 
 def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
     allowed = ctx.rules.hosts.allowed
-    # Inside the cluster domain the Kubernetes rules govern, not the allowed list.
-    if not allowed or hosts.is_under(host, ctx.cluster_domain):
+    # Inside the cluster domain the Kubernetes rules govern, not the allowed list; so they do for
+    # the short names of an existing Service (name.ns, name.ns.svc, or name in its namespace).
+    if not allowed or hosts.is_under(host, ctx.cluster_domain) or _names_a_service(host, ctx):
         return
     if any(hosts.covers(pattern, host) for pattern in allowed):
         return
@@ -221,6 +222,13 @@ def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
         f'host "{host}" is outside the allowed domains ({shown}) for namespace {ctx.namespace}; '
         "ask the cluster admin to allow it in the ServiceEntryPolicy",
     )
+
+
+def _names_a_service(host: str, ctx: Context) -> bool:
+    snapshot = ctx.snapshot
+    if "." not in host:
+        return bool(snapshot.services_named(ctx.namespace, host))
+    return snapshot.service_of_alias(host) is not None
 
 
 def wildcard_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
@@ -259,6 +267,10 @@ def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
     zone = "svc." + domain
     if hosts.is_wildcard(host):
         reserved = hosts.covers(host, "x." + zone) or hosts.is_under(host, zone)
+        # A wildcard inside the namespace's own zone that covers a Service the namespace owns
+        # matches that Service: the Service rules (ShadowsKubernetesService) govern it.
+        if reserved and _covers_an_own_service(host, ctx, f"{ctx.namespace}.{zone}"):
+            return
     else:
         reserved = host in (domain, zone) or host.endswith("." + zone)
         if reserved and any(
@@ -274,6 +286,17 @@ def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
             f'host "{host}" is in the reserved domain {zone} and names no Service of namespace '
             f"{ctx.namespace}; create the Service, or use a name outside {domain}",
         )
+
+
+def _covers_an_own_service(host: str, ctx: Context, own_zone: str) -> bool:
+    if not hosts.is_under(host, own_zone):
+        return False
+    snapshot = ctx.snapshot
+    return any(
+        owner.kind == SERVICE and owner.namespace == ctx.namespace and owner.hosts[0] == key
+        for key in snapshot.under.get(hosts.base_name(host), ())
+        for owner in snapshot.owners(key)
+    )
 
 
 def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
