@@ -203,6 +203,27 @@ def test_a_missing_file_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr == f"seguard: error: {tmp_path / 'nope.yaml'}: no such file or folder\n"
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("", id="an-empty-file"),
+        pytest.param("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", id="no-service-entry-among-the-objects"),
+    ],
+)  # fmt: skip
+def test_nothing_to_check_is_bad_input_not_a_pass(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "manifests.yaml"
+    path.write_text(content)
+    result = seguard("check", str(path))
+    assert result.returncode == 2
+    assert result.stderr == f"seguard: error: no ServiceEntry found in {path}; nothing to check\n"
+
+
+def test_an_empty_folder_is_bad_input(tmp_path: Path) -> None:
+    result = seguard("check", str(tmp_path))
+    assert result.returncode == 2
+    assert "no ServiceEntry found" in result.stderr
+
+
 def test_usage_errors_exit_2_with_one_line() -> None:
     result = seguard("check")
     assert result.returncode == 2

@@ -114,7 +114,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     objects = files.read_objects(args.files)
     results = check_objects(objects, policy=policy, builder=builder)
     if not results:
-        print("seguard: no ServiceEntry found in the given files", file=sys.stderr)
+        # Bad input, not a pass: a wrong path or an empty rendering must not turn CI green.
+        shown = ", ".join(str(f) for f in args.files)
+        return _fail(f"no ServiceEntry found in {shown}; nothing to check", EXIT_USAGE)
     if args.output == "json":
         _emit_json([r.as_dict() for r in results])
     else:
