@@ -80,7 +80,8 @@ def test_the_built_in_default_is_the_design_document() -> None:
         pytest.param(document(clusterDomain="*.local"), "spec.clusterDomain", id="wildcard-cluster-domain"),
         pytest.param(document(scan={"interval": "soon"}), "spec.scan.interval", id="bad-duration"),
         pytest.param(document(namespaces=[{"selector": {}, "clusterDomain": "x.local"}]), "spec.namespaces[0].clusterDomain", id="mesh-wide-field-per-namespace"),
-        pytest.param(document(namespaces=[{"selector": {}, "meshDefaultExportTo": ["."]}]), "spec.namespaces[0].meshDefaultExportTo", id="mesh-default-per-namespace"),
+        pytest.param(document(namespaces=[{"selector": {}, "scan": {"interval": "1m"}}]), "spec.namespaces[0].scan", id="scan-per-namespace"),
+        pytest.param(document(namespaces=[{"selector": {}, "meshDefaultExportTo": ["*", "."]}]), "spec.namespaces[0].meshDefaultExportTo", id="bad-mesh-default-per-namespace"),
         pytest.param(document(namespaces=[{"mode": "Warn"}]), "spec.namespaces[0].selector", id="rule-without-selector"),
         pytest.param(document(namespaces=[{"selector": {"matchExpressions": [{"key": "t", "operator": "Near"}]}}]), "spec.namespaces[0].selector.matchExpressions[0].operator", id="bad-operator"),
         pytest.param(document(namespaces=[{"selector": {"matchExpressions": [{"key": "t", "operator": "In"}]}}]), "spec.namespaces[0].selector.matchExpressions[0].values", id="in-without-values"),
@@ -95,6 +96,18 @@ def test_bad_policies_name_the_field(doc: Any, path: str) -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy(doc)
     assert any(error.startswith(path + ":") for error in caught.value.errors), caught.value.errors
+
+
+def test_a_namespace_rule_may_set_its_own_mesh_default_export_to() -> None:
+    policy = parse_policy(
+        document(
+            meshDefaultExportTo=["*"],
+            namespaces=[{"selector": {"names": ["team-a"]}, "meshDefaultExportTo": ["."]}],
+        )
+    )
+    assert policy.export_default_of("team-a") == (".",)
+    assert policy.export_default_of("team-b") == ("*",)
+    assert policy.export_defaults_vary
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,25 @@ def test_the_allowed_list_leaves_kubernetes_names_to_the_kubernetes_rules(
     assert list(judge(namespace, [host], snapshot=snapshot).codes) == codes
 
 
+@pytest.mark.parametrize(
+    ("requester", "owner", "conflict"),
+    [
+        pytest.param("team-x", "team-p", False, id="the-owners-namespace-defaults-to-private"),
+        pytest.param("team-p", "team-a", False, id="the-requesters-namespace-defaults-to-private"),
+        pytest.param("team-x", "team-a", True, id="neither-namespace-has-the-override"),
+    ],
+)  # fmt: skip
+def test_a_namespace_rule_sets_the_default_export_to_of_its_own_entries(
+    requester: str, owner: str, conflict: bool
+) -> None:
+    policy = make_policy(
+        namespaces=[{"selector": {"names": ["team-p"]}, "meshDefaultExportTo": ["."]}]
+    )
+    snapshot = make_snapshot(make_service_entry("held", owner, ["shared.example.com"]))
+    verdict = judge(requester, ["shared.example.com"], policy=policy, snapshot=snapshot)
+    assert ("ConflictServiceEntry" in verdict.codes) is conflict
+
+
 def test_no_finding_for_a_free_host() -> None:
     assert judge("team-x", ["free.example.com"]).findings == ()
 

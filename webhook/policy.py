@@ -156,6 +156,17 @@ class Policy:
         default_factory=dict, compare=False, repr=False, hash=False
     )
 
+    def export_default_of(self, namespace: str, labels: Labels = frozenset()) -> tuple[str, ...]:
+        """The meshDefaultExportTo that applies to the ServiceEntries of ``namespace``."""
+        return self.for_namespace(namespace, labels).mesh_default_export_to
+
+    @property
+    def export_defaults_vary(self) -> bool:
+        """True when some namespace rule sets its own meshDefaultExportTo: the effective
+        exportTo of an entry then depends on its namespace's rules, not the global ones."""
+        default = self.rules.mesh_default_export_to
+        return any(rule.rules.mesh_default_export_to != default for rule in self.namespace_rules)
+
     def for_namespace(self, namespace: str, labels: Labels = frozenset()) -> Rules:
         """The rules of the first namespace rule whose selector matches, else the global rules."""
         if not self.namespace_rules:
@@ -266,7 +277,7 @@ _SPEC_FIELDS = {
     "scan",
 }
 # A namespace rule may override any field of spec except these, which are mesh-wide.
-_MESH_WIDE = {"clusterDomain", "namespaces", "meshDefaultExportTo", "scan"}
+_MESH_WIDE = {"clusterDomain", "namespaces", "scan"}
 _CONFLICT_FIELDS = {
     "kubernetesService": "kubernetes_service",
     "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
@@ -431,9 +442,17 @@ class _Checker:
     def rules(self, spec: dict[str, Any], path: str, base: Rules, *, merge: bool) -> Rules:
         """Rules from a spec, or (merge=True) a namespace override on top of ``base``."""
         mode = Mode(self.enum(spec.get("mode"), f"{path}.mode", tuple(Mode), base.mode.value))
+        mesh_default = base.mesh_default_export_to
+        if merge:  # the global value is read into ``base`` by the caller
+            mesh_default = (
+                self.export_to(
+                    spec.get("meshDefaultExportTo", _MISSING), f"{path}.meshDefaultExportTo"
+                )
+                or mesh_default
+            )
         return Rules(
             mode=mode,
-            mesh_default_export_to=base.mesh_default_export_to,
+            mesh_default_export_to=mesh_default,
             exemptions=self.exemptions(spec.get("exemptions"), f"{path}.exemptions", base, merge),
             hosts=self.host_rules(spec.get("hosts"), f"{path}.hosts", base, merge),
             conflicts=self.conflicts(spec.get("conflicts"), f"{path}.conflicts", base),

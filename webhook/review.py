@@ -202,7 +202,9 @@ def validate(
     if snapshot is None:
         return unavailable("registry")
     namespace_rules, claim = _claim(req, policy, snapshot)
-    ctx = rules.context_for(claim, name=req.name, rules=namespace_rules, snapshot=snapshot)
+    ctx = rules.context_for(
+        claim, name=req.name, rules=namespace_rules, snapshot=snapshot, policy=policy
+    )
     findings = rules.evaluate(claim, ctx)
     verdict = decide(findings, namespace_rules.mode, exemption_of(req, namespace_rules))
     if namespace_rules.audit.record_allowed:

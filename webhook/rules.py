@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
-from webhook.policy import Action, Rules
+from webhook.policy import Action, Policy, Rules
 from webhook.registry import Match, Relation, Snapshot
 
 
@@ -107,10 +107,17 @@ class Context(NamedTuple):
     skip: Callable[[Claim], bool] | None = None
     # Registered names this request may still examine (one shared, mutable count).
     budget: list[int] | None = None
+    # The meshDefaultExportTo of another namespace's entries, when namespace rules set their
+    # own; None when every namespace has the global one (then ``rules`` holds it).
+    export_default_of: Callable[[str], tuple[str, ...]] | None = None
 
     @property
     def cluster_domain(self) -> str:
         return self.snapshot.cluster_domain
+
+    def owner_export_default(self, namespace: str) -> tuple[str, ...]:
+        lookup = self.export_default_of
+        return self.rules.mesh_default_export_to if lookup is None else lookup(namespace)
 
 
 def context_for(
@@ -120,8 +127,16 @@ def context_for(
     rules: Rules,
     snapshot: Snapshot,
     skip: Callable[[Claim], bool] | None = None,
+    policy: Policy | None = None,
 ) -> Context:
-    """The context in which ``claim`` (in its own namespace) is judged."""
+    """The context in which ``claim`` (in its own namespace) is judged. ``policy`` is needed
+    only where namespace rules set their own meshDefaultExportTo (for the owners' defaults)."""
+    lookup: Callable[[str], tuple[str, ...]] | None = None
+    if policy is not None and policy.namespace_rules and policy.export_defaults_vary:
+
+        def lookup(namespace: str) -> tuple[str, ...]:
+            return policy.export_default_of(namespace, snapshot.labels_of(namespace))
+
     return Context(
         namespace=claim.namespace,
         name=name,
@@ -129,6 +144,7 @@ def context_for(
         snapshot=snapshot,
         visibility=visibility(claim.export_to, claim.namespace, rules.mesh_default_export_to),
         skip=skip,
+        export_default_of=lookup,
     )
 
 
@@ -335,11 +351,13 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
 
 
 def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
-    """Another ServiceEntry in this namespace, or in another one where a third namespace sees
-    both."""
+    """Another ServiceEntry in this namespace, or in another one where some namespace sees both
+    (see ``contested``)."""
     owner = match.owner
-    default = ctx.rules.mesh_default_export_to
     same = owner.namespace == ctx.namespace
+    default = (
+        ctx.rules.mesh_default_export_to if same else ctx.owner_export_default(owner.namespace)
+    )
     if not same and not contested(
         ctx.visibility,
         ctx.namespace,

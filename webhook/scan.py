@@ -82,7 +82,12 @@ def scan(
             return owner.kind == SERVICE_ENTRY and _age(owner) > age
 
         ctx = rules.context_for(
-            claim, name=claim.name, rules=namespace_rules, snapshot=snapshot, skip=younger
+            claim,
+            name=claim.name,
+            rules=namespace_rules,
+            snapshot=snapshot,
+            skip=younger,
+            policy=policy,
         )
         exempt = claim.namespace in namespace_rules.exemptions.namespaces
         violations.extend(
