@@ -160,3 +160,29 @@ def test_the_deployment_is_hardened_and_highly_available(tmp_path: Path) -> None
         input=config["data"]["policy.yaml"], capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_rendered_webhooks_with_a_loopback_url_stay_valid(tmp_path: Path) -> None:
+    """What the e2e suite installs in a real API server: deploy/'s webhook configurations with
+    the Service swapped for a URL. Offline, the swap keeps them valid and keeps every other
+    field."""
+    from tests.e2e.controlplane import loopback_webhooks
+
+    objects = render("base", tmp_path)
+    configs = loopback_webhooks(
+        objects, base_url="https://127.0.0.1:9443", ca_pem=b"PEM", name="seguard-rendered"
+    )
+    assert len(configs) == 2
+    for config, original in zip(
+        configs, [o for o in objects if o["kind"].endswith("WebhookConfiguration")], strict=True
+    ):
+        kubernetes_validate.validate(config, KUBERNETES_VERSION, strict=True)
+        assert config["metadata"] == {"name": "seguard-rendered"}
+        for hook, before in zip(config["webhooks"], original["webhooks"], strict=True):
+            assert hook["clientConfig"] == {
+                "url": f"https://127.0.0.1:9443{before['clientConfig']['service']['path']}",
+                "caBundle": base64.b64encode(b"PEM").decode(),
+            }
+            assert {k: v for k, v in hook.items() if k != "clientConfig"} == {
+                k: v for k, v in before.items() if k != "clientConfig"
+            }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import os
 import shutil
 import socket
@@ -385,6 +386,39 @@ class ControlPlane:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+
+
+def loopback_webhooks(
+    rendered: list[dict[str, Any]], *, base_url: str, ca_pem: bytes, name: str
+) -> list[dict[str, Any]]:
+    """The webhook configurations of a ``deploy/`` rendering, as they would be installed, but
+    named ``name`` and calling ``base_url`` (a `seguard serve` on loopback) instead of the
+    in-cluster Service: everything else (rules, selectors, policies, timeouts) is kept."""
+    configs = []
+    bundle = base64.b64encode(ca_pem).decode()
+    for obj in rendered:
+        if obj.get("kind") not in WEBHOOK_KINDS:
+            continue
+        config = copy.deepcopy(obj)
+        config["metadata"] = {"name": name}
+        for hook in config["webhooks"]:
+            path = hook["clientConfig"]["service"].get("path", "/")
+            hook["clientConfig"] = {"url": f"{base_url}{path}", "caBundle": bundle}
+        configs.append(config)
+    return configs
+
+
+def render_deploy(overlay: str = "base") -> list[dict[str, Any]]:
+    """``kubectl kustomize deploy/<overlay>``, as objects."""
+    root = Path(__file__).resolve().parent.parent.parent / "deploy"
+    path = root / ("base" if overlay == "base" else f"overlays/{overlay}")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, check=True, timeout=60
+    )
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 @contextlib.contextmanager
