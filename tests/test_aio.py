@@ -47,3 +47,22 @@ def test_deadlines_cancel_only_what_overstays_and_say_so() -> None:
         return [await other, *await asyncio.gather(waits(5), waits(0.01), waits(5))]
 
     assert asyncio.run(main()) == ["cancelled by another", "expired", "in time", "expired"]
+
+
+def test_deadlines_keep_working_on_a_new_loop_after_the_old_one_closed() -> None:
+    deadlines = Deadlines(0.2)
+
+    async def waits(seconds: float) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines.begin(task)
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            return "expired" if deadlines.end(task) else "cancelled by another"
+        deadlines.end(task)
+        return "in time"
+
+    # The first loop closes with its sweep still pending (the request ended in time).
+    assert asyncio.run(waits(0.01)) == "in time"
+    assert asyncio.run(waits(5)) == "expired"

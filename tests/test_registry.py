@@ -246,3 +246,44 @@ def sized(n: int) -> Snapshot:
 @pytest.mark.parametrize("host", ["api3.vendor3.example.com", "free.example.org", "svc-1.ns-1"])
 def test_a_lookup_reads_the_same_number_of_entries_at_100_and_at_100000(host: str) -> None:
     assert reads(sized(100), host) == reads(sized(100_000), host)
+
+
+def _istiod_snapshot() -> Snapshot:
+    # Services as istiod may list them: one from a cluster with another domain, and a
+    # multi-cluster Service whose clusterset name comes first.
+    remote = claims.Claim(
+        kind="Service",
+        namespace="ns2",
+        name="rem",
+        hosts=("rem.ns2.svc.corp.local",),
+        source="istiod",
+    )
+    mcs = claims.Claim(
+        kind="Service",
+        namespace="ns3",
+        name="mcs",
+        hosts=("mcs.ns3.svc.clusterset.local", "mcs.ns3.svc.cluster.local"),
+        source="istiod",
+    )
+    builder = RegistryBuilder(cluster_domain="cluster.local").replace_claims(
+        "istiod", [remote, mcs]
+    )
+    return builder.snapshot()
+
+
+@pytest.mark.parametrize(
+    ("host", "found"),
+    [
+        pytest.param("rem.ns2", [("rem.ns2", "rem", Relation.EQUAL)], id="the-alias-of-a-service-from-another-domain-once"),
+        pytest.param("*.ns2", [("rem.ns2", "rem", Relation.COVERS)], id="a-wildcard-over-its-namespace"),
+        pytest.param("*.ns2.svc", [("rem.ns2.svc", "rem", Relation.COVERS)], id="a-wildcard-over-its-namespace-svc"),
+        pytest.param("mcs.ns3", [("mcs.ns3", "mcs", Relation.EQUAL)], id="the-alias-of-a-multi-cluster-service"),
+        pytest.param("*.ns3", [("mcs.ns3", "mcs", Relation.COVERS)], id="a-wildcard-over-the-multi-cluster-services-namespace"),
+        pytest.param("*.svc", [("mcs.ns3.svc", "mcs", Relation.COVERS), ("rem.ns2.svc", "rem", Relation.COVERS)], id="a-wildcard-over-svc"),
+    ],
+)  # fmt: skip
+def test_aliases_of_services_istiod_lists(
+    host: str, found: list[tuple[str, str, Relation]]
+) -> None:
+    got = sorted((m.key, m.owner.name, m.relation) for m in _istiod_snapshot().matches(host))
+    assert got == sorted(found)

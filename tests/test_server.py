@@ -351,3 +351,45 @@ def test_with_a_client_ca_only_the_api_servers_certificate_gets_in(tmp_path: Pat
         conn.close()
     assert status == 200
     assert body["response"]["allowed"] is True
+
+
+def test_a_shutdown_cancel_is_not_swallowed_by_the_body_deadline() -> None:
+    """When the body deadline and another cancellation (a server stopping) hit the same request,
+    the request is cancelled, not answered 408 as if only the deadline had fired."""
+    import asyncio
+
+    runtime = Runtime(audit=AuditLog([]))
+    runtime.set_policy(make_policy())
+    runtime.set_snapshot(make_snapshot())
+    endpoint = create_app(runtime).fast_routes["/validate"]  # type: ignore[attr-defined]
+    sent: list[dict[str, Any]] = []
+
+    async def main() -> str:
+        never = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            await never.wait()
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/validate",
+            "headers": [(b"content-type", b"application/json")],
+        }
+        task = asyncio.create_task(endpoint(scope, receive, send))
+        await asyncio.sleep(0.01)  # the request now waits for its body
+        task.cancel()  # the server stops ...
+        endpoint._body_deadlines.seconds = 0.0
+        endpoint._body_deadlines._sweep()  # ... and the deadline passes, in the same moment
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "answered"
+
+    assert asyncio.run(main()) == "cancelled"
+    assert sent == []

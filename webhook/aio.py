@@ -36,21 +36,26 @@ class Deadlines:
 
     SWEEP_EVERY_S = 1.0
 
-    __slots__ = ("_expired", "_loop", "_sweeping", "_waiting", "seconds")
+    __slots__ = ("_armed", "_expired", "_loop", "_waiting", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._loop = LoopRef()
         self._waiting: dict[asyncio.Task[object], float] = {}
         self._expired: set[asyncio.Task[object]] = set()
-        self._sweeping = False
+        # The loop a sweep is pending on. Compared, not just set: a loop that closed with its
+        # sweep still pending (a server stopped, another started) must not leave us unswept.
+        self._armed: asyncio.AbstractEventLoop | None = None
 
     def begin(self, task: asyncio.Task[object]) -> None:
         loop = self._loop.get()
-        self._waiting[task] = loop.time()
-        if not self._sweeping:
-            self._sweeping = True
+        if self._armed is not loop:
+            if self._armed is not None:  # left over from a loop that is gone
+                self._waiting.clear()
+                self._expired.clear()
+            self._armed = loop
             loop.call_later(min(self.SWEEP_EVERY_S, self.seconds), self._sweep)
+        self._waiting[task] = loop.time()
 
     def end(self, task: asyncio.Task[object]) -> bool:
         """Stop watching ``task``; True when its deadline passed (the sweep cancelled it)."""
@@ -71,4 +76,4 @@ class Deadlines:
         if self._waiting:
             loop.call_later(min(self.SWEEP_EVERY_S, self.seconds), self._sweep)
         else:
-            self._sweeping = False
+            self._armed = None

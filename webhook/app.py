@@ -97,6 +97,29 @@ class AdmissionEndpoint:
             return self._refuse(
                 413, "too_large", f"body of {length} bytes is over the {limit}-byte limit"
             )
+        body = await self._body(receive, limit)
+        if isinstance(body, tuple):
+            return body  # a refusal
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._refuse(400, "malformed", f"body is not JSON: {exc}")
+        try:
+            req = admission.parse_review(parsed)
+        except Exception as exc:  # MalformedReview, or a shape nobody foresaw: a 400, never a 500
+            if not isinstance(exc, admission.MalformedReview):
+                log.exception("%s: could not read a review", self.webhook)
+            return self._refuse(
+                400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
+            )
+        answer, record, result = self.decide(req)
+        if record is not None:
+            # Durable before the response leaves: a denial the caller saw is never missing.
+            await self.runtime.audit.write_async(record)
+        return 200, orjson.dumps(answer), result
+
+    async def _body(self, receive: Receive, limit: int) -> bytes | tuple[int, bytes, None]:
+        """The whole body, or the refusal to answer with (too large, too slow, gone)."""
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -124,33 +147,17 @@ class AdmissionEndpoint:
                 more = message.get("more_body", False)
         except asyncio.CancelledError:
             expired = task is not None and deadlines.end(task)
-            if not expired or task is None or not task.cancelling():
+            if not expired or task is None:
                 raise
-            task.uncancel()
+            if task.uncancel() > 0:
+                raise  # cancelled by someone else as well (a shutdown): that one must go on
             return self._refuse(408, "too_slow", f"the body did not arrive within {wait:g} s")
         finally:
             # The sweep runs between task steps, and this task only yields inside receive(): a
             # cancellation of ours always lands in the loop above, never after it.
             if task is not None and not expired:
                 deadlines.end(task)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return self._refuse(400, "malformed", f"body is not JSON: {exc}")
-        try:
-            req = admission.parse_review(parsed)
-        except Exception as exc:  # MalformedReview, or a shape nobody foresaw: a 400, never a 500
-            if not isinstance(exc, admission.MalformedReview):
-                log.exception("%s: could not read a review", self.webhook)
-            return self._refuse(
-                400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
-            )
-        answer, record, result = self.decide(req)
-        if record is not None:
-            # Durable before the response leaves: a denial the caller saw is never missing.
-            await self.runtime.audit.write_async(record)
-        return 200, orjson.dumps(answer), result
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def decide(
         self, req: admission.AdmissionRequest

@@ -82,14 +82,14 @@ class Snapshot:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
         then (for a wildcard host) the names it covers. Lazy, so a caller may stop early."""
         names = self.names
-        value = names.get(host)
-        if value is not None:
-            for owner in owners_of(value):
-                yield Match(host, owner, Relation.EQUAL)
+        equal = owners_of(names.get(host))
+        for owner in equal:
+            yield Match(host, owner, Relation.EQUAL)
         wildcard = host.startswith(hosts.WILDCARD_PREFIX)
         if not wildcard:
             service = self.service_of_alias(host)
-            if service is not None:
+            # A Service whose aliases are registered names (see _names_of) is already there.
+            if service is not None and all(owner is not service for owner in equal):
                 yield Match(host, service, Relation.EQUAL)
         base = hosts.base_name(host)
         for parent in hosts.parents(base):
@@ -135,12 +135,13 @@ class Snapshot:
         if namespace is not None:
             zone = f"{namespace}.{zone}"
         names = self.names
+        domain = self.cluster_domain
         for key in self.under.get(zone, ()):
             for owner in owners_of(names.get(key)):
                 if (
                     owner.kind == claims_mod.SERVICE
-                    and owner.hosts[0] == key
                     and (namespace is None or owner.namespace == namespace)
+                    and key == service_fqdn(owner, domain)
                 ):
                     yield Match(f"{owner.name}.{owner.namespace}{suffix}", owner, Relation.COVERS)
 
@@ -356,7 +357,7 @@ class RegistryBuilder:
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
         for claim in claims.values():
-            for name in claim.hosts:
+            for name in self._names_of(claim):
                 owners = names.get(name)
                 if owners is not None:
                     owners.append(claim)
@@ -375,13 +376,25 @@ class RegistryBuilder:
 
     # --- claims ----------------------------------------------------------------------------
 
+    def _names_of(self, claim: Claim) -> tuple[str, ...]:
+        """The names ``claim`` registers. A Service's aliases are derived from its namespace and
+        name when one of its hosts is its FQDN here; a Service without it (from istiod: a remote
+        cluster with another domain) registers its aliases as names, as they cannot be found
+        from an FQDN."""
+        if (
+            claim.kind == claims_mod.SERVICE
+            and service_fqdn(claim, self.cluster_domain) not in claim.hosts
+        ):
+            return claim.hosts + claim.aliases
+        return claim.hosts
+
     def put_claim(self, claim: Claim) -> None:
         self._own()
         key = claim.key
         if key in self.claims:
             self.remove_claim(key)
         self.claims[key] = claim
-        for name in claim.hosts:
+        for name in self._names_of(claim):
             existing = self.names.get(name)
             if existing is None:
                 self.names[name] = claim
@@ -395,7 +408,7 @@ class RegistryBuilder:
         claim = self.claims.pop(key, None)
         if claim is None:
             return
-        for name in claim.hosts:
+        for name in self._names_of(claim):
             left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
                 self.names[name] = left[0] if len(left) == 1 else left
@@ -417,6 +430,11 @@ class RegistryBuilder:
             skipped=tuple(self.skipped.values()),
             generation=self.generation,
         )
+
+
+def service_fqdn(claim: Claim, cluster_domain: str) -> str:
+    """The name a Service has in this cluster's domain (its aliases follow from it)."""
+    return f"{claim.name}.{claim.namespace}.svc.{cluster_domain}"
 
 
 def _domains_above(name: str) -> Iterator[str]:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
 from webhook.policy import Action, Policy, Rules
-from webhook.registry import Match, Relation, Snapshot
+from webhook.registry import Match, Relation, Snapshot, service_fqdn
 
 
 class Code(StrEnum):
@@ -308,8 +308,11 @@ def _covers_an_own_service(host: str, ctx: Context, own_zone: str) -> bool:
     if not hosts.is_under(host, own_zone):
         return False
     snapshot = ctx.snapshot
+    domain = ctx.cluster_domain
     return any(
-        owner.kind == SERVICE and owner.namespace == ctx.namespace and owner.hosts[0] == key
+        owner.kind == SERVICE
+        and owner.namespace == ctx.namespace
+        and key == service_fqdn(owner, domain)
         for key in snapshot.under.get(hosts.base_name(host), ())
         for owner in snapshot.owners(key)
     )
