@@ -338,6 +338,51 @@ def test_a_404_that_passes_keeps_the_registry_throughout(harness: Harness) -> No
     assert 0 not in seen, "the registry must never have been emptied"
 
 
+def test_a_404_before_the_first_list_is_not_taken_for_a_missing_crd_at_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A webhook started just after an API server restart can see a 404 for ServiceEntries
+    before the API server serves them: it must stay unready, not publish an empty registry."""
+    cluster.missing.add("ServiceEntry")
+    fake = FakeApiServer(cluster)
+    fake.start()
+    h = Harness(fake, fake.kubeconfig(tmp_path / "kc"), crd_gone_after=30.0)
+    h.source.start()
+    try:
+        se_watcher = next(w for w in h.source.watchers if w.resource.kind == "ServiceEntry")
+        wait_until(lambda: "not treating" in se_watcher.state.error, "the first 404 to be seen")
+        assert h.latest is None and not h.source.synced
+        cluster.missing.discard("ServiceEntry")
+        h.wait_converged("the ServiceEntries once they are served")
+        assert h.snapshots[0].get("ServiceEntry", "team-a", "stripe") is not None
+    finally:
+        h.source.stop()
+        fake.stop()
+        h.source.join()
+
+
+def test_an_unforeseen_error_on_every_watch_backs_off_instead_of_relisting_at_once(
+    harness: Harness,
+) -> None:
+    harness.wait_converged("the first full sync")
+    watcher = next(w for w in harness.source.watchers if w.resource.kind == "Service")
+    waits: list[float] = []
+    real_wait = watcher._stop.wait
+
+    def broken_watch(version: str) -> str:
+        raise RuntimeError("a bug in handling events")
+
+    def recorded_wait(timeout: float | None = None) -> bool:
+        waits.append(timeout or 0.0)
+        return real_wait(0.01)
+
+    watcher._stop.wait = recorded_wait  # type: ignore[method-assign]
+    watcher._watch = broken_watch  # type: ignore[method-assign]
+    harness.cluster.close_watches()  # the running watch ends; the next ones all break
+    wait_until(lambda: len(waits) >= 4, "four failed rounds")
+    assert waits[:4] == [0.05, 0.1, 0.2, 0.2], "the backoff must grow although each list works"
+
+
 def test_a_list_cut_off_mid_body_is_retried_not_fatal(harness: Harness) -> None:
     """A connection that breaks while the client reads a body (an API server going away) must
     not end the watcher's thread: it backs off and lists again."""

@@ -40,10 +40,11 @@ WATCH_TIMEOUT_S = 300
 PAGE_SIZE = 500
 # How often to look again for the ServiceEntry CRD while Istio is not installed.
 CRD_RETRY_S = 30.0
-# A ServiceEntry resource that was served, then answers 404, is kept this long before the
-# registry is emptied. After an API server restart, custom resources can answer 404 for a moment
-# (kubernetes/kubernetes#115241); emptying at once would admit conflicts meanwhile. A CRD that is
-# really deleted takes its objects with it, and the watch reports those deletions anyway.
+# How long ServiceEntries must answer 404 before the CRD is taken for missing (the registry then
+# empty). After an API server restart, custom resources can answer 404 for a moment
+# (kubernetes/kubernetes#115241); taking that for "not installed" would admit conflicts
+# meanwhile. A CRD that is really deleted takes its objects with it, and the watch reports those
+# deletions anyway; a cluster without Istio waits this long before the first ready.
 CRD_GONE_AFTER_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
@@ -473,12 +474,18 @@ class Watcher:
     def run(self) -> None:
         delay = self._backoff_start
         version = ""
+        failing = False  # the last attempt broke on an unforeseen error (a bug)
         while not self._stop.is_set():
             try:
                 if not version:
                     version = self.relist()
-                delay = self._backoff_start
+                if not failing:
+                    # A list that works is the all-clear for the API server; not for a bug
+                    # that breaks every watch after it, which must keep backing off.
+                    delay = self._backoff_start
                 version = self._watch(version)
+                failing = False
+                delay = self._backoff_start
                 # The server ended the watch (its timeout, or it closed the stream): watch again
                 # from where we were.
                 self.state.restarts += 1
@@ -526,23 +533,31 @@ class Watcher:
                 self._report(f"internal error {type(exc).__name__}: {exc}; listing again")
                 self.state.restarts += 1
                 version = ""
+                failing = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._backoff_max)
 
     def _keep_through_404(self, exc: NotFound, delay: float) -> bool:
         """True while a 404 from a resource that was served is taken for a passing fault: the
         last registry of this kind stays, and the watcher retries with backoff."""
-        if not self.state.synced or self._absent:
+        if self._absent:
             return False
         now = time.monotonic()
         if self._missing_since is None:
             self._missing_since = now
         if now - self._missing_since >= self._crd_gone_after:
             return False
+        # Before the first list, too: a webhook started just after an API server restart must
+        # not take a passing 404 for "Istio is not installed" and admit conflicts meanwhile (it
+        # stays unready instead).
+        what = (
+            f"keeping the last {self.resource.kind} registry"
+            if self.state.synced
+            else f"not treating the {self.resource.kind} registry as empty yet"
+        )
         self._report(
-            f"{exc}; keeping the last {self.resource.kind} registry for up to "
-            f"{self._crd_gone_after:g} s in case the API server is still starting, "
-            f"retrying in {delay:.1f} s",
+            f"{exc}; {what} for up to {self._crd_gone_after:g} s in case the API server is "
+            f"still starting, retrying in {delay:.1f} s",
             level=logging.WARNING,
         )
         self.state.restarts += 1
