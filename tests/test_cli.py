@@ -402,3 +402,19 @@ def test_serve_with_a_missing_cert_dir_says_what_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "seguard certs generate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_registry_rows_show_a_namespaces_own_default_export_to() -> None:
+    from tests.factories import make_policy, make_service, make_service_entry, make_snapshot
+    from webhook.cli import registry_rows
+
+    policy = make_policy(
+        namespaces=[{"selector": {"names": ["team-p"]}, "meshDefaultExportTo": ["."]}]
+    )
+    snapshot = make_snapshot(
+        make_service_entry("a", "team-p", ["a.example.com"]),
+        make_service_entry("b", "team-q", ["b.example.com"]),
+        make_service_entry("c", "team-p", ["c.example.com"], export_to=["team-q"]),
+    )
+    shown = {row["hostname"]: row["exportTo"] for row in registry_rows(snapshot, policy)}
+    assert shown == {"a.example.com": ".", "b.example.com": "*", "c.example.com": "team-q"}

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import orjson
 
 from webhook import __version__
+from webhook.claims import SERVICE_ENTRY
 from webhook.policy import Policy, PolicyError, default_policy, parse_policy_text
 from webhook.registry import RegistryBuilder
 
@@ -157,9 +158,15 @@ def _short_value(value: Any) -> str:
 
 def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
-    default = ",".join(policy.rules.mesh_default_export_to)
+    default = policy.rules.mesh_default_export_to
     for claim in snapshot.claims.values():
-        export_to = ",".join(claim.export_to) if claim.export_to else default
+        if claim.export_to:
+            export_to = ",".join(claim.export_to)
+        elif claim.kind == SERVICE_ENTRY and policy.export_defaults_vary:
+            labels = snapshot.labels_of(claim.namespace)
+            export_to = ",".join(policy.export_default_of(claim.namespace, labels))
+        else:
+            export_to = ",".join(default)
         for host in claim.hosts:
             rows.append(
                 {

@@ -149,6 +149,9 @@ class Policy:
     namespace_rules: tuple[NamespaceRule, ...] = ()
     # Seconds between two scans of the existing ServiceEntries (0 turns the periodic scan off).
     scan_interval_s: float = 300.0
+    # True when some namespace rule sets its own meshDefaultExportTo: the effective exportTo of
+    # an entry then depends on its namespace's rules, not the global ones. Set by the parser.
+    export_defaults_vary: bool = False
     digest: str = ""
     generation: int = 0
     source: str = "built-in"
@@ -159,13 +162,6 @@ class Policy:
     def export_default_of(self, namespace: str, labels: Labels = frozenset()) -> tuple[str, ...]:
         """The meshDefaultExportTo that applies to the ServiceEntries of ``namespace``."""
         return self.for_namespace(namespace, labels).mesh_default_export_to
-
-    @property
-    def export_defaults_vary(self) -> bool:
-        """True when some namespace rule sets its own meshDefaultExportTo: the effective
-        exportTo of an entry then depends on its namespace's rules, not the global ones."""
-        default = self.rules.mesh_default_export_to
-        return any(rule.rules.mesh_default_export_to != default for rule in self.namespace_rules)
 
     def for_namespace(self, namespace: str, labels: Labels = frozenset()) -> Rules:
         """The rules of the first namespace rule whose selector matches, else the global rules."""
@@ -368,6 +364,10 @@ class _Checker:
             rules=rules,
             namespace_rules=tuple(namespace_rules),
             scan_interval_s=scan_interval,
+            export_defaults_vary=any(
+                rule.rules.mesh_default_export_to != rules.mesh_default_export_to
+                for rule in namespace_rules
+            ),
         )
 
     def cluster_domain(self, value: object, path: str) -> str:

@@ -132,7 +132,7 @@ def context_for(
     """The context in which ``claim`` (in its own namespace) is judged. ``policy`` is needed
     only where namespace rules set their own meshDefaultExportTo (for the owners' defaults)."""
     lookup: Callable[[str], tuple[str, ...]] | None = None
-    if policy is not None and policy.namespace_rules and policy.export_defaults_vary:
+    if policy is not None and policy.export_defaults_vary:
 
         def lookup(namespace: str) -> tuple[str, ...]:
             return policy.export_default_of(namespace, snapshot.labels_of(namespace))
