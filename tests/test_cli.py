@@ -405,7 +405,7 @@ def test_serve_with_a_missing_cert_dir_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_registry_rows_show_a_namespaces_own_default_export_to() -> None:
-    from tests.factories import make_policy, make_service, make_service_entry, make_snapshot
+    from tests.factories import make_policy, make_service_entry, make_snapshot
     from webhook.cli import registry_rows
 
     policy = make_policy(
