@@ -27,42 +27,34 @@ def test_outside_a_loop_it_raises_like_asyncio() -> None:
         LoopRef().get()
 
 
+async def waits(deadlines: Deadlines, seconds: float) -> str:
+    """Wait ``seconds`` under ``deadlines``, and say how it ended."""
+    task = asyncio.current_task()
+    assert task is not None
+    deadlines.begin(task)
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        return "expired" if deadlines.end(task) else "cancelled by another"
+    return "expired" if deadlines.end(task) else "in time"
+
+
 def test_deadlines_cancel_only_what_overstays_and_say_so() -> None:
     async def main() -> list[str]:
         deadlines = Deadlines(0.2)
-
-        async def waits(seconds: float) -> str:
-            task = asyncio.current_task()
-            assert task is not None
-            deadlines.begin(task)
-            try:
-                await asyncio.sleep(seconds)
-            except asyncio.CancelledError:
-                return "expired" if deadlines.end(task) else "cancelled by another"
-            return "expired" if deadlines.end(task) else "in time"
-
-        other = asyncio.create_task(waits(5))
+        other = asyncio.create_task(waits(deadlines, 5))
         await asyncio.sleep(0.05)
         other.cancel()  # somebody else's cancellation is not a deadline
-        return [await other, *await asyncio.gather(waits(5), waits(0.01), waits(5))]
+        rest = await asyncio.gather(
+            waits(deadlines, 5), waits(deadlines, 0.01), waits(deadlines, 5)
+        )
+        return [await other, *rest]
 
     assert asyncio.run(main()) == ["cancelled by another", "expired", "in time", "expired"]
 
 
 def test_deadlines_keep_working_on_a_new_loop_after_the_old_one_closed() -> None:
     deadlines = Deadlines(0.2)
-
-    async def waits(seconds: float) -> str:
-        task = asyncio.current_task()
-        assert task is not None
-        deadlines.begin(task)
-        try:
-            await asyncio.sleep(seconds)
-        except asyncio.CancelledError:
-            return "expired" if deadlines.end(task) else "cancelled by another"
-        deadlines.end(task)
-        return "in time"
-
     # The first loop closes with its sweep still pending (the request ended in time).
-    assert asyncio.run(waits(0.01)) == "in time"
-    assert asyncio.run(waits(5)) == "expired"
+    assert asyncio.run(waits(deadlines, 0.01)) == "in time"
+    assert asyncio.run(waits(deadlines, 5)) == "expired"
