@@ -7,7 +7,8 @@ import io
 import os
 import stat
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -23,6 +24,7 @@ from webhook.audit import (
     admission_record,
     read_records,
     should_record,
+    timestamp,
 )
 
 REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
@@ -79,6 +81,34 @@ def test_a_denial_record_answers_who_what_when_and_why() -> None:
         ],
         "policyGeneration": 4,
     }
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        pytest.param(WHEN, "2026-11-23T10:00:00.123Z", id="utc-to-the-millisecond"),
+        pytest.param(
+            datetime(2026, 11, 23, 12, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
+            "2026-11-23T10:00:00.999Z",
+            id="another-zone-is-written-in-utc",
+        ),
+    ],
+)
+def test_timestamps_are_utc_with_milliseconds(moment: datetime, expected: str) -> None:
+    assert timestamp(moment) == expected
+
+
+def test_the_current_timestamp_is_now_and_moves_within_a_second() -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    first = timestamp()
+    time.sleep(0.002)
+    second = timestamp()
+    after = datetime.now(UTC)
+    for stamp in (first, second):
+        assert len(stamp) == len("2026-11-23T10:00:00.123Z") and stamp.endswith("Z")
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        assert before <= moment <= after
+    assert first < second  # the cached second still gets fresh milliseconds
 
 
 def test_clean_allows_are_recorded_only_when_the_policy_asks() -> None:

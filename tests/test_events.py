@@ -12,6 +12,7 @@ from tests.factories import make_review, make_service_entry, make_snapshot
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from webhook.events import EventRecorder, RateLimiter
+from webhook.metrics import Metrics
 from webhook.sources import kubernetes as k8s
 
 PATIENCE_S = 20.0
@@ -170,3 +171,35 @@ def test_a_failing_event_api_never_fails_the_admission(
     assert status == 200
     assert body["response"]["allowed"] is False
     assert dropped == ["api error"]
+
+
+def test_dropped_events_are_counted_by_reason_in_the_metrics() -> None:
+    metrics = Metrics()
+    for why in ("rate limited", "rate limited", "queue full"):
+        metrics.event_dropped(why)
+    text = metrics.render().decode()
+    assert 'seguard_events_dropped_total{reason="rate limited"} 2.0' in text
+    assert 'seguard_events_dropped_total{reason="queue full"} 1.0' in text
+
+
+def test_each_reason_code_of_a_denial_is_limited_on_its_own(
+    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+) -> None:
+    # One ServiceEntry denied for two reasons, twice: the first denial sends one event per
+    # code; the repeat is dropped once per code, and builds no event at all.
+    server, transport = fake
+    dropped: list[str] = []
+    recorder = EventRecorder(transport, on_dropped=dropped.append)
+    recorder.start()
+    entry = make_service_entry("copy", "team-b", ["api.stripe.com", "*.com"])
+    try:
+        with running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live:
+            for _ in range(2):
+                live.call("/validate", make_review(entry))
+            wait_for_events(server.cluster, 2)
+    finally:
+        recorder.stop()
+        recorder.join()
+    reasons = sorted(e["reason"] for e in server.cluster.posted_events)
+    assert reasons == ["ConflictServiceEntry", "WildcardTooBroad"]
+    assert dropped == ["rate limited", "rate limited"]

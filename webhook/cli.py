@@ -535,7 +535,7 @@ def _start_reporting(
     if transport is not None:
         recorder = EventRecorder(
             transport,
-            on_dropped=lambda why: metrics.events_dropped.labels(why).inc(),
+            on_dropped=metrics.event_dropped,
             on_sent=metrics.events_sent.inc,
         )
         recorder.start()

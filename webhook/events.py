@@ -82,23 +82,28 @@ class RateLimiter:
         return True, suppressed
 
 
-def pending_events(req: AdmissionRequest, verdict: Verdict) -> list[PendingEvent]:
-    """One event per reason code of a denial (pure)."""
+def denied_messages(verdict: Verdict) -> dict[str, list[str]]:
+    """The messages of a denial's denied findings, by reason code, in order (pure)."""
     by_code: dict[str, list[str]] = {}
     for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
         if outcome == "denied":
             by_code.setdefault(finding.code.value, []).append(finding.message)
+    return by_code
+
+
+def event_of(req: AdmissionRequest, code: str, messages: list[str]) -> PendingEvent:
+    """The event for one reason code of a denial (pure)."""
     name = req.name or req.generate_name or "(unnamed)"
     api_version = f"{req.group}/{req.version}" if req.group else req.version
-    events = []
-    for code, messages in by_code.items():
-        text = "; ".join(messages)
-        if len(text) > MESSAGE_MAX:
-            text = text[: MESSAGE_MAX - 3] + "..."
-        events.append(
-            PendingEvent(req.namespace, name, code[:REASON_MAX], text, api_version, req.uid)
-        )
-    return events
+    text = "; ".join(messages)
+    if len(text) > MESSAGE_MAX:
+        text = text[: MESSAGE_MAX - 3] + "..."
+    return PendingEvent(req.namespace, name, code[:REASON_MAX], text, api_version, req.uid)
+
+
+def pending_events(req: AdmissionRequest, verdict: Verdict) -> list[PendingEvent]:
+    """One event per reason code of a denial (pure)."""
+    return [event_of(req, code, messages) for code, messages in denied_messages(verdict).items()]
 
 
 def _now() -> str:
@@ -131,8 +136,18 @@ class EventRecorder:
         """Called on the hot path for each real denial: only queue, never wait."""
         if req.dry_run:
             return
-        for event in pending_events(req, verdict):
-            self.record(event)
+        # The limit first: a retry loop's repeats are dropped before any event is built (the
+        # message, the dataclass), which would cost more than the decision itself.
+        name = req.name or req.generate_name or "(unnamed)"
+        for code, messages in denied_messages(verdict).items():
+            with self._lock:
+                send, repeats = self.limiter.admit(
+                    (req.namespace, name, code[:REASON_MAX]), self._clock()
+                )
+            if not send:
+                self._dropped("rate limited")
+                continue
+            self._enqueue(event_of(req, code, messages), repeats)
 
     def record(self, event: PendingEvent) -> None:
         """Queue one event, unless the rate limit drops it; never waits.
@@ -147,6 +162,9 @@ class EventRecorder:
         if not send:
             self._dropped("rate limited")
             return
+        self._enqueue(event, repeats)
+
+    def _enqueue(self, event: PendingEvent, repeats: int) -> None:
         try:
             self._queue.put_nowait((event, repeats))
         except queue.Full:

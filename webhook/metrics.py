@@ -113,6 +113,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._dropped: dict[str, Any] = {}
         self.certificate_errors = Counter(
             "seguard_certificate_reload_errors",
             "New certificate files that could not be loaded (the old pair stayed in force).",
@@ -123,6 +124,15 @@ class Metrics:
             "When the serving certificate in force expires (Unix time).",
             registry=r,
         )
+
+    def event_dropped(self, why: str) -> None:
+        """Count one dropped event. Called on the hot path for each rate-limited denial: the
+        labelled child is looked up once per reason (``labels()`` takes a lock and costs more
+        than the increment)."""
+        child = self._dropped.get(why)
+        if child is None:
+            child = self._dropped[why] = self.events_dropped.labels(why)
+        child.inc()
 
     def watch(self, source: Any) -> None:
         """Expose a KubernetesSource's per-kind state, read at scrape time."""

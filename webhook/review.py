@@ -129,6 +129,8 @@ def exemption_of(req: admission.AdmissionRequest, namespace_rules: Rules) -> str
 
 def decide(findings: list[Finding], mode: Mode, exemption: str | None) -> Verdict:
     """Apply the mode and any exemption to the findings' actions."""
+    if not findings:  # a clean request, nearly all of them: nothing to weigh
+        return Verdict(allowed=True, result=ALLOWED, mode=mode)
     outcomes: list[str] = []
     warnings: list[str] = []
     denials: list[str] = []
@@ -177,9 +179,11 @@ def _claim(
 
 
 def _is_probe(req: admission.AdmissionRequest) -> bool:
+    if not req.dry_run:
+        return False
     meta = (req.object or {}).get("metadata")
     annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    return req.dry_run and isinstance(annotations, dict) and PROBE_ANNOTATION in annotations
+    return isinstance(annotations, dict) and PROBE_ANNOTATION in annotations
 
 
 def validate(
@@ -206,7 +210,8 @@ def validate(
         claim, name=req.name, rules=namespace_rules, snapshot=snapshot, policy=policy
     )
     findings = rules.evaluate(claim, ctx)
-    verdict = decide(findings, namespace_rules.mode, exemption_of(req, namespace_rules))
+    exemption = exemption_of(req, namespace_rules) if findings else None  # unused when clean
+    verdict = decide(findings, namespace_rules.mode, exemption)
     if namespace_rules.audit.record_allowed:
         return verdict._replace(record_allowed=True)
     return verdict

@@ -144,6 +144,7 @@ def context_for(
         snapshot=snapshot,
         visibility=visibility(claim.export_to, claim.namespace, rules.mesh_default_export_to),
         skip=skip,
+        budget=[MAX_MATCHES_PER_REQUEST],
         export_default_of=lookup,
     )
 
