@@ -127,6 +127,8 @@ def index(snapshot: Snapshot) -> tuple[Any, ...]:
         {k: owners(v) for k, v in snapshot.names.items()},
         {k: tuple(sorted(v)) for k, v in snapshot.under.items()},
         dict(snapshot.claims),
+        {ns: dict(table) for ns, table in snapshot.services.items()},
+        len(snapshot),
         dict(snapshot.namespaces),
     )
 
@@ -280,6 +282,9 @@ def _istiod_snapshot() -> Snapshot:
         pytest.param("mcs.ns3", [("mcs.ns3", "mcs", Relation.EQUAL)], id="the-alias-of-a-multi-cluster-service"),
         pytest.param("*.ns3", [("mcs.ns3", "mcs", Relation.COVERS)], id="a-wildcard-over-the-multi-cluster-services-namespace"),
         pytest.param("*.svc", [("mcs.ns3.svc", "mcs", Relation.COVERS), ("rem.ns2.svc", "rem", Relation.COVERS)], id="a-wildcard-over-svc"),
+        pytest.param("rem.ns2.svc.cluster.local", [], id="a-service-of-another-domain-has-no-fqdn-here"),
+        pytest.param("mcs.ns3.svc.cluster.local", [("mcs.ns3.svc.cluster.local", "mcs", Relation.EQUAL)], id="the-fqdn-of-a-multi-cluster-service-once"),
+        pytest.param("*.ns3.svc.cluster.local", [("mcs.ns3.svc.cluster.local", "mcs", Relation.COVERS)], id="a-wildcard-over-the-multi-cluster-services-zone"),
     ],
 )  # fmt: skip
 def test_aliases_of_services_istiod_lists(
@@ -287,3 +292,77 @@ def test_aliases_of_services_istiod_lists(
 ) -> None:
     got = sorted((m.key, m.owner.name, m.relation) for m in _istiod_snapshot().matches(host))
     assert got == sorted(found)
+
+
+def test_a_snapshot_keeps_its_services_when_the_builder_changes_them() -> None:
+    builder = RegistryBuilder()
+    builder.apply(make_service("reviews", "bookinfo"))
+    before = builder.snapshot()
+    frozen = index(before)
+    builder.apply(make_service("ratings", "bookinfo"))  # the same namespace's table
+    builder.delete(make_service("reviews", "bookinfo"))
+    assert index(before) == frozen
+    assert [m.owner.name for m in before.matches("reviews.bookinfo.svc.cluster.local")] == [
+        "reviews"
+    ]
+    after = builder.snapshot()
+    assert [m.owner.name for m in after.matches("reviews.bookinfo.svc.cluster.local")] == []
+    assert [m.owner.name for m in after.matches("ratings.bookinfo")] == ["ratings"]
+
+
+def test_services_are_held_by_namespace_and_name_and_read_back_whole() -> None:
+    service = make_service("reviews", "bookinfo", annotations={"networking.istio.io/exportTo": "."})
+    snapshot = make_snapshot(service, make_service_entry("se", "bookinfo", ["a.example.com"]))
+    assert snapshot.objects.keys() == {("ServiceEntry", "bookinfo", "se")}
+    assert "reviews.bookinfo.svc.cluster.local" not in snapshot.names
+    expected = claims.service_claim(service, cluster_domain="cluster.local", source="files")
+    assert snapshot.get("Service", "bookinfo", "reviews") == expected
+    assert snapshot.claims[("Service", "bookinfo", "reviews")] == expected
+    assert set(snapshot.claims) == {
+        ("ServiceEntry", "bookinfo", "se"),
+        ("Service", "bookinfo", "reviews"),
+    }
+    assert (len(snapshot), snapshot.count("Service"), snapshot.count("ServiceEntry")) == (2, 1, 1)
+    assert snapshot.owners("reviews.bookinfo.svc.cluster.local") == (expected,)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("reviews.bookinfo.svc.cluster.local", id="a-service-fqdn"),
+        pytest.param("*.bookinfo.svc.cluster.local", id="a-wildcard-over-a-namespace-zone"),
+        pytest.param("*.svc.cluster.local", id="a-wildcard-over-the-zone"),
+        pytest.param("*.cluster.local", id="a-wildcard-over-the-cluster-domain"),
+        pytest.param("*.reviews.bookinfo.svc.cluster.local", id="a-wildcard-under-a-service"),
+        pytest.param("reviews.bookinfo.svc.corp.local", id="another-domain"),
+        pytest.param("x.reviews.bookinfo.svc.cluster.local", id="a-name-under-a-service"),
+    ],
+)
+def test_a_service_listed_by_istiod_or_by_its_manifest_matches_alike(host: str) -> None:
+    """A Service read from its manifest is held by namespace and name, the same Service from
+    istiod with its hosts spelled out is held as an object: lookups cannot tell them apart."""
+    manifest = make_snapshot(make_service("reviews", "bookinfo"))
+    listed = (
+        RegistryBuilder(cluster_domain="cluster.local")
+        .replace_claims(
+            "files",
+            [
+                claims.Claim(
+                    kind="Service",
+                    namespace="bookinfo",
+                    name="reviews",
+                    hosts=("reviews.bookinfo.svc.cluster.local", "reviews.bookinfo.global"),
+                    source="files",
+                )
+            ],
+        )
+        .snapshot()
+    )
+    assert listed.objects and not listed.services and manifest.services and not manifest.objects
+
+    def found(snapshot: Snapshot) -> list[tuple[str, str, Relation]]:
+        return sorted((m.key, m.owner.name, m.relation) for m in snapshot.matches(host))
+
+    expected = found(manifest)
+    got = found(listed)
+    assert [m for m in got if m[0] != "reviews.bookinfo.global"] == expected

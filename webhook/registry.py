@@ -1,24 +1,34 @@
 """The registry: every name in the mesh, indexed for constant-time lookups (pure).
 
 A ``Snapshot`` is immutable: readers hold one for a whole decision while a writer builds the next
-and swaps it in whole. Three indexes make a lookup cost the same for 100 entries and for 100,000:
+and swaps it in whole. Its indexes make a lookup cost the same for 100 entries and for 100,000:
 
 - ``names``: every registered host (exact or wildcard) -> its owners;
 - ``under``: every domain -> the registered names strictly inside it, so a new wildcard finds the
   names it would cover with one dictionary read;
-- ``claims``: every object by (kind, namespace, name). It answers the Service aliases Istio adds as
-  route domains (``name.ns``, ``name.ns.svc``, and a single label inside its own namespace): an
-  alias names its Service's namespace and name, so aliases need no index of their own (at 100,000
-  entries one would take about 16 MB).
+- ``services``: the Services of this cluster, namespace -> name -> what else they carry
+  (exportTo, source). A Service's names all follow from its namespace and name: its FQDN
+  (``name.ns.svc.<domain>``) and the aliases Istio adds as route domains (``name.ns``,
+  ``name.ns.svc``, and a single label inside its own namespace). So they are not stored: a
+  lookup reads them back from the host's labels, and a ``Claim`` is made for a Service only
+  when a lookup finds one. Services are most of a cluster's objects; at 100,000 entries this
+  saves about 20 MB;
+- ``objects``: every other object (ServiceEntries, and Services as istiod may list them from
+  another cluster, whose names do not follow from this cluster's domain) by (kind, namespace,
+  name).
+
+``claims`` shows both tables as one mapping of ``Claim`` values, for the callers that list or
+fetch objects.
 
 An exact host is checked with one read plus one read per parent domain (the wildcards that might
-cover it), and one more when it has the shape of an alias; a wildcard adds one read of ``under``.
+cover it), and one more when it has the shape of a Service's name; a wildcard adds one read of
+``under``, and a walk of the Services it covers when it lies in the cluster's domain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -68,24 +78,126 @@ def owners_of(value: Owners | None) -> tuple[Claim, ...]:
     return (value,) if type(value) is Claim else value  # type: ignore[return-value]
 
 
+# What a Service carries besides its namespace and name: (exportTo, source). Shared: nearly every
+# Service of a cluster has the same one.
+Profile = tuple[tuple[str, ...] | None, str]
+Services = Mapping[str, Mapping[str, Profile]]
+_PROFILES: dict[Profile, Profile] = {}
+_PROFILES_MAX = 4096  # distinct exportTo annotations are few; past this, simply not shared
+
+
+def _profile(claim: Claim) -> Profile:
+    profile = (claim.export_to, claim.source)
+    shared = _PROFILES.get(profile)
+    if shared is not None:
+        return shared
+    if len(_PROFILES) < _PROFILES_MAX:
+        _PROFILES[profile] = profile
+    return profile
+
+
+def is_compact(claim: Claim, cluster_domain: str) -> bool:
+    """A Service whose only host is its FQDN in this cluster: all it holds follows from its
+    namespace, name and profile."""
+    return (
+        claim.kind == claims_mod.SERVICE
+        and claim.hosts == (service_fqdn(claim, cluster_domain),)
+        and not claim.created
+        and not claim.invalid
+        and not claim.problems
+    )
+
+
+def service_claim_of(namespace: str, name: str, profile: Profile, cluster_domain: str) -> Claim:
+    return Claim(
+        kind=claims_mod.SERVICE,
+        namespace=namespace,
+        name=name,
+        hosts=(f"{name}.{namespace}.svc.{cluster_domain}",),
+        export_to=profile[0],
+        source=profile[1],
+    )
+
+
+class ClaimsView(Mapping[ClaimKey, Claim]):
+    """Every object of a registry as one mapping: the objects, then the Services."""
+
+    __slots__ = ("_count", "_domain", "_objects", "_services")
+
+    def __init__(
+        self,
+        objects: Mapping[ClaimKey, Claim],
+        services: Services,
+        *,
+        cluster_domain: str,
+        service_count: int,
+    ) -> None:
+        self._objects = objects
+        self._services = services
+        self._domain = cluster_domain
+        self._count = service_count
+
+    def get(self, key: ClaimKey, default: Any = None) -> Any:
+        if key[0] == claims_mod.SERVICE:
+            table = self._services.get(key[1])
+            profile = table.get(key[2]) if table is not None else None
+            if profile is not None:
+                return service_claim_of(key[1], key[2], profile, self._domain)
+        return self._objects.get(key, default)
+
+    def __getitem__(self, key: ClaimKey) -> Claim:
+        found: Claim | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and len(key) == 3 and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[ClaimKey]:
+        yield from self._objects
+        for namespace, table in self._services.items():
+            for name in table:
+                yield (claims_mod.SERVICE, namespace, name)
+
+    def __len__(self) -> int:
+        return len(self._objects) + self._count
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     cluster_domain: str
     names: Mapping[str, Owners]
     under: Mapping[str, tuple[str, ...]]
-    claims: Mapping[ClaimKey, Claim]
+    objects: Mapping[ClaimKey, Claim]
     namespaces: Mapping[str, Labels]
+    services: Services = field(default_factory=dict)
+    service_count: int = 0
     skipped: tuple[Skipped, ...] = ()
     generation: int = 0
+
+    @property
+    def claims(self) -> ClaimsView:
+        """Every object, Services included, by (kind, namespace, name)."""
+        return ClaimsView(
+            self.objects,
+            self.services,
+            cluster_domain=self.cluster_domain,
+            service_count=self.service_count,
+        )
 
     def matches(self, host: str) -> Iterator[Match]:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
         then (for a wildcard host) the names it covers. Lazy, so a caller may stop early."""
         names = self.names
+        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
+        if not wildcard:
+            service = self._service_of_fqdn(host)
+            if service is not None:
+                yield Match(host, service, Relation.EQUAL)
         equal = owners_of(names.get(host))
         for owner in equal:
             yield Match(host, owner, Relation.EQUAL)
-        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
         if not wildcard:
             service = self.service_of_alias(host)
             # A Service whose aliases are registered names (see _names_of) is already there.
@@ -99,10 +211,60 @@ class Snapshot:
                 for owner in owners_of(value):
                     yield Match(key, owner, Relation.COVERED_BY)
         if wildcard:
-            for key in self.under.get(base, ()):
-                for owner in owners_of(names.get(key)):
-                    yield Match(key, owner, Relation.COVERS)
+            for key, owner in self.names_under(base):
+                yield Match(key, owner, Relation.COVERS)
             yield from self._aliases_under(base)
+
+    def names_under(self, domain: str) -> Iterator[tuple[str, Claim]]:
+        """(name, owner) for every registered name strictly inside ``domain``, Services'
+        FQDNs included."""
+        names = self.names
+        for key in self.under.get(domain, ()):
+            for owner in owners_of(names.get(key)):
+                yield key, owner
+        zone = "svc." + self.cluster_domain
+        for namespace in self._namespaces_under(domain, zone):
+            for name, profile in self.services.get(namespace, {}).items():
+                yield (
+                    f"{name}.{namespace}.{zone}",
+                    service_claim_of(namespace, name, profile, self.cluster_domain),
+                )
+
+    def _namespaces_under(self, domain: str, zone: str) -> Iterable[str]:
+        """The namespaces whose Services' FQDNs lie strictly inside ``domain``."""
+        if domain == zone or zone.endswith("." + domain):
+            return self.services  # the zone or a domain above it: every Service
+        if domain.endswith("." + zone):
+            namespace = domain[: -len(zone) - 1]
+            if "." not in namespace:
+                return (namespace,)
+        return ()
+
+    def _service(self, namespace: str, name: str) -> Claim | None:
+        table = self.services.get(namespace)
+        profile = table.get(name) if table is not None else None
+        if profile is not None:
+            return service_claim_of(namespace, name, profile, self.cluster_domain)
+        return self.objects.get((claims_mod.SERVICE, namespace, name))
+
+    def _service_of_fqdn(self, host: str) -> Claim | None:
+        """The Service whose FQDN ``host`` is (``name.ns.svc.<domain>``), when its names follow
+        from it (Services listed another way hold their names in ``names``)."""
+        suffix_at = len(host) - len(self.cluster_domain) - 5
+        if suffix_at < 3 or not host.endswith(self.cluster_domain):
+            return None
+        if host[suffix_at : suffix_at + 5] != ".svc.":
+            return None
+        first = host.find(".")
+        if first == -1 or first >= suffix_at or host.find(".", first + 1) != suffix_at:
+            return None
+        table = self.services.get(host[first + 1 : suffix_at])
+        profile = table.get(host[:first]) if table is not None else None
+        if profile is None:
+            return None
+        return service_claim_of(
+            host[first + 1 : suffix_at], host[:first], profile, self.cluster_domain
+        )
 
     def service_of_alias(self, host: str) -> Claim | None:
         """The Service whose alias ``host`` is: ``name.ns`` or ``name.ns.svc``."""
@@ -116,7 +278,7 @@ class Snapshot:
             namespace = host[first + 1 : second]
         else:
             return None
-        return self.claims.get((claims_mod.SERVICE, namespace, host[:first]))
+        return self._service(namespace, host[:first])
 
     def _aliases_under(self, domain: str) -> Iterator[Match]:
         """Service aliases strictly inside ``domain``: ``*.ns`` covers every ``name.ns``,
@@ -131,11 +293,20 @@ class Snapshot:
             yield from self._service_aliases(domain[:dot], ".svc")
 
     def _service_aliases(self, namespace: str | None, suffix: str) -> Iterator[Match]:
+        services = self.services
+        domain = self.cluster_domain
+        for ns in services if namespace is None else (namespace,):
+            for name, profile in services.get(ns, {}).items():
+                yield Match(
+                    f"{name}.{ns}{suffix}",
+                    service_claim_of(ns, name, profile, domain),
+                    Relation.COVERS,
+                )
+        # Services held as objects whose FQDN here is among their hosts: found by that FQDN.
         zone = f"svc.{self.cluster_domain}"
         if namespace is not None:
             zone = f"{namespace}.{zone}"
         names = self.names
-        domain = self.cluster_domain
         for key in self.under.get(zone, ()):
             for owner in owners_of(names.get(key)):
                 if (
@@ -146,39 +317,44 @@ class Snapshot:
                     yield Match(f"{owner.name}.{owner.namespace}{suffix}", owner, Relation.COVERS)
 
     def owners(self, name: str) -> tuple[Claim, ...]:
-        """The owners of exactly this registered host (aliases are not registered names)."""
-        return owners_of(self.names.get(name))
+        """The owners of exactly this registered host, a Service's FQDN included (aliases are
+        not registered names)."""
+        found = owners_of(self.names.get(name))
+        service = self._service_of_fqdn(name)
+        return found if service is None else (service, *found)
 
     def services_named(self, namespace: str, label: str) -> tuple[Claim, ...]:
         """Services whose short name ``label`` is an alias inside ``namespace``."""
-        service = self.claims.get((claims_mod.SERVICE, namespace, label))
+        service = self._service(namespace, label)
         return (service,) if service is not None else ()
 
     def labels_of(self, namespace: str) -> Labels:
         return self.namespaces.get(namespace, frozenset())
 
     def get(self, kind: str, namespace: str, name: str) -> Claim | None:
-        return self.claims.get((kind, namespace, name))
+        if kind == claims_mod.SERVICE:
+            return self._service(namespace, name)
+        return self.objects.get((kind, namespace, name))
 
     def __len__(self) -> int:
-        return len(self.claims)
+        return len(self.objects) + self.service_count
 
     def count(self, kind: str) -> int:
-        return sum(1 for key in self.claims if key[0] == kind)
+        held = sum(1 for key in self.objects if key[0] == kind)
+        return held + self.service_count if kind == claims_mod.SERVICE else held
 
 
 def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
-    return Snapshot(cluster_domain=cluster_domain, names={}, under={}, claims={}, namespaces={})
+    return Snapshot(cluster_domain=cluster_domain, names={}, under={}, objects={}, namespaces={})
 
 
 class RegistryBuilder:
     """The mutable side: apply objects and deletions, then take an immutable ``snapshot()``.
 
     Values of ``names`` are small, replaced on change. A domain in ``under`` may
-    hold 100,000 names (``svc.cluster.local``), so a change does not copy its tuple: it goes into
-    an ordered set of pending changes for that domain, and the tuple is rebuilt once, when
-    ``under`` or a snapshot is next read. A burst of events then costs one copy per domain, not
-    one per event.
+    hold 100,000 names, so a change does not copy its tuple: it goes into an ordered set of
+    pending changes for that domain, and the tuple is rebuilt once, when ``under`` or a snapshot
+    is next read. A burst of events then costs one copy per domain, not one per event.
 
     A snapshot shares the builder's dictionaries (copy on write): the builder copies them only
     when it changes next, so a quiet registry is held once, not twice.
@@ -190,17 +366,29 @@ class RegistryBuilder:
         self.names: dict[str, Owners] = {}
         self._under: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, dict[str, None]] = {}
-        self.claims: dict[ClaimKey, Claim] = {}
+        self.objects: dict[ClaimKey, Claim] = {}
+        self.services: dict[str, dict[str, Profile]] = {}
+        self.service_count = 0
         self.namespaces: dict[str, Labels] = {}
         self.skipped: dict[ClaimKey, Skipped] = {}
         self.generation = 0
+
+    @property
+    def claims(self) -> ClaimsView:
+        return ClaimsView(
+            self.objects,
+            self.services,
+            cluster_domain=self.cluster_domain,
+            service_count=self.service_count,
+        )
 
     def _own(self) -> None:
         """Copy the dictionaries a snapshot shares, before changing any of them."""
         if self._shared:
             self.names = dict(self.names)
             self._under = dict(self._under)
-            self.claims = dict(self.claims)
+            self.objects = dict(self.objects)
+            self.services = {ns: dict(table) for ns, table in self.services.items()}
             self.namespaces = dict(self.namespaces)
             self.skipped = dict(self.skipped)
             self._shared = False
@@ -281,6 +469,10 @@ class RegistryBuilder:
             return claims_mod.service_claim(obj, cluster_domain=self.cluster_domain, source=source)
         return claims_mod.service_entry_claim(obj, source=source)
 
+    def _entry(self, claim: Claim) -> Entry:
+        """What the index keeps of ``claim``: its profile for a compact Service, else itself."""
+        return _profile(claim) if is_compact(claim, self.cluster_domain) else claim
+
     @classmethod
     def bulk(
         cls, objects: Iterable[tuple[str, Mapping[str, Any]]], *, cluster_domain: str
@@ -291,12 +483,14 @@ class RegistryBuilder:
         and name wins, as it would in a watch.
         """
         builder = cls(cluster_domain=cluster_domain)
-        latest: dict[ClaimKey, Claim] = {}
+        latest: dict[ClaimKey, Entry] = {}
         for source, obj in objects:
             claim = builder._admit(obj, source)
             if claim is not None:
-                latest.pop(claim.key, None)
-                latest[claim.key] = claim
+                key = claim.key
+                latest.pop(key, None)
+                # A compact Service is reduced at once: its Claim and FQDN are never kept.
+                latest[key] = builder._entry(claim)
                 continue
             kind = claims_mod.kind_of(obj)
             if kind is not None and kind != claims_mod.NAMESPACE:
@@ -305,6 +499,12 @@ class RegistryBuilder:
                 latest.pop(key, None)
         builder._index(latest)
         return builder
+
+    def _entries(self) -> Iterator[tuple[ClaimKey, Entry]]:
+        yield from self.objects.items()
+        for namespace, table in self.services.items():
+            for name, profile in table.items():
+                yield (claims_mod.SERVICE, namespace, name), profile
 
     def replace_kind(
         self, kind: str, objects: Iterable[Mapping[str, Any]], *, source: str
@@ -326,11 +526,11 @@ class RegistryBuilder:
         else:
             builder.namespaces = dict(self.namespaces)
         kept = {
-            key: claim
-            for key, claim in self.claims.items()
-            if key[0] != kind or claim.source != source
+            key: entry
+            for key, entry in self._entries()
+            if key[0] != kind or _source_of(entry) != source
         }
-        kept.update(fresh.claims)
+        kept.update(fresh._entries())
         builder.skipped = {
             key: s for key, s in self.skipped.items() if key[0] != kind or s.source != source
         }
@@ -346,30 +546,49 @@ class RegistryBuilder:
         builder.generation = self.generation
         builder.namespaces = dict(self.namespaces)
         builder.skipped = dict(self.skipped)
-        kept = {key: claim for key, claim in self.claims.items() if claim.source != source}
+        kept = {key: entry for key, entry in self._entries() if _source_of(entry) != source}
         for claim in claims:
-            kept.setdefault(claim.key, claim)
+            kept.setdefault(claim.key, self._entry(claim))
         builder._index(kept)
         return builder
 
-    def _index(self, claims: dict[ClaimKey, Claim]) -> None:
-        """Every index from ``claims`` in one pass: lists while building, tuples at the end."""
+    def _index(self, entries: dict[ClaimKey, Entry]) -> None:
+        """Every index from ``entries`` in one pass: lists while building, tuples at the end."""
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
-        for claim in claims.values():
+        objects: dict[ClaimKey, Claim] = {}
+        services: dict[str, dict[str, Profile]] = {}
+        count = 0
+        domain = self.cluster_domain
+        for key, entry in entries.items():
+            if type(entry) is not Claim:
+                table = services.get(key[1])
+                if table is None:
+                    table = services[key[1]] = {}
+                table[key[2]] = entry  # type: ignore[assignment]
+                count += 1
+                continue
+            claim: Claim = entry
+            if is_compact(claim, domain):
+                services.setdefault(key[1], {})[key[2]] = _profile(claim)
+                count += 1
+                continue
+            objects[key] = claim
             for name in self._names_of(claim):
                 owners = names.get(name)
                 if owners is not None:
                     owners.append(claim)
                     continue
                 names[name] = [claim]
-                for domain in _domains_above(name):
-                    inside = under.get(domain)
+                for parent in _domains_above(name):
+                    inside = under.get(parent)
                     if inside is None:
-                        under[domain] = [name]
+                        under[parent] = [name]
                     else:
                         inside.append(name)
-        self.claims = claims
+        self.objects = objects
+        self.services = services
+        self.service_count = count
         self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
@@ -377,10 +596,10 @@ class RegistryBuilder:
     # --- claims ----------------------------------------------------------------------------
 
     def _names_of(self, claim: Claim) -> tuple[str, ...]:
-        """The names ``claim`` registers. A Service's aliases are derived from its namespace and
-        name when one of its hosts is its FQDN here; a Service without it (from istiod: a remote
-        cluster with another domain) registers its aliases as names, as they cannot be found
-        from an FQDN."""
+        """The names a claim held as an object registers. A Service's aliases are derived from
+        its namespace and name when one of its hosts is its FQDN here; a Service without it
+        (from istiod: a remote cluster with another domain) registers its aliases as names, as
+        they cannot be found from an FQDN."""
         if (
             claim.kind == claims_mod.SERVICE
             and service_fqdn(claim, self.cluster_domain) not in claim.hosts
@@ -391,9 +610,15 @@ class RegistryBuilder:
     def put_claim(self, claim: Claim) -> None:
         self._own()
         key = claim.key
-        if key in self.claims:
-            self.remove_claim(key)
-        self.claims[key] = claim
+        self.remove_claim(key)
+        if is_compact(claim, self.cluster_domain):
+            table = self.services.get(key[1])
+            if table is None:
+                table = self.services[key[1]] = {}
+            table[key[2]] = _profile(claim)
+            self.service_count += 1
+            return
+        self.objects[key] = claim
         for name in self._names_of(claim):
             existing = self.names.get(name)
             if existing is None:
@@ -405,7 +630,14 @@ class RegistryBuilder:
 
     def remove_claim(self, key: ClaimKey) -> None:
         self._own()
-        claim = self.claims.pop(key, None)
+        if key[0] == claims_mod.SERVICE:
+            table = self.services.get(key[1])
+            if table is not None and table.pop(key[2], None) is not None:
+                self.service_count -= 1
+                if not table:
+                    del self.services[key[1]]
+                return
+        claim = self.objects.pop(key, None)
         if claim is None:
             return
         for name in self._names_of(claim):
@@ -425,11 +657,21 @@ class RegistryBuilder:
             cluster_domain=self.cluster_domain,
             names=self.names,
             under=under,
-            claims=self.claims,
+            objects=self.objects,
+            services=self.services,
+            service_count=self.service_count,
             namespaces=self.namespaces,
             skipped=tuple(self.skipped.values()),
             generation=self.generation,
         )
+
+
+# What the builder keeps per object while indexing: a compact Service's profile, or the Claim.
+Entry = Claim | Profile
+
+
+def _source_of(entry: Entry) -> str:
+    return entry.source if isinstance(entry, Claim) else entry[1]
 
 
 def service_fqdn(claim: Claim, cluster_domain: str) -> str:

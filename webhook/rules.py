@@ -308,14 +308,12 @@ def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
 def _covers_an_own_service(host: str, ctx: Context, own_zone: str) -> bool:
     if not hosts.is_under(host, own_zone):
         return False
-    snapshot = ctx.snapshot
     domain = ctx.cluster_domain
     return any(
         owner.kind == SERVICE
         and owner.namespace == ctx.namespace
         and key == service_fqdn(owner, domain)
-        for key in snapshot.under.get(hosts.base_name(host), ())
-        for owner in snapshot.owners(key)
+        for key, owner in ctx.snapshot.names_under(hosts.base_name(host))
     )
 
 

@@ -61,7 +61,7 @@ def _age(claim: Claim) -> tuple[str, str, str]:
 
 def entries_by_age(snapshot: Snapshot) -> list[Claim]:
     return sorted(
-        (claim for claim in snapshot.claims.values() if claim.kind == SERVICE_ENTRY), key=_age
+        (claim for claim in snapshot.objects.values() if claim.kind == SERVICE_ENTRY), key=_age
     )
 
 
