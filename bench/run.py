@@ -188,7 +188,9 @@ def wrk(
 
 LIBRARIES = (
     "import kubernetes.client, kubernetes.config, uvloop\n"
-    "import webhook.app, webhook.audit, webhook.cli, webhook.metrics, webhook.server\n"
+    "import webhook.app, webhook.audit, webhook.certs, webhook.cli, webhook.events\n"
+    "import webhook.metrics, webhook.reload, webhook.rollout, webhook.runtime, webhook.scanner\n"
+    "import webhook.server, webhook.sources.store\n"
     "from webhook.sources import kubernetes\n"
 )
 
