@@ -469,10 +469,6 @@ class RegistryBuilder:
             return claims_mod.service_claim(obj, cluster_domain=self.cluster_domain, source=source)
         return claims_mod.service_entry_claim(obj, source=source)
 
-    def _entry(self, claim: Claim) -> Entry:
-        """What the index keeps of ``claim``: its profile for a compact Service, else itself."""
-        return _profile(claim) if is_compact(claim, self.cluster_domain) else claim
-
     @classmethod
     def bulk(
         cls, objects: Iterable[tuple[str, Mapping[str, Any]]], *, cluster_domain: str
@@ -483,28 +479,23 @@ class RegistryBuilder:
         and name wins, as it would in a watch.
         """
         builder = cls(cluster_domain=cluster_domain)
-        latest: dict[ClaimKey, Entry] = {}
+        held: dict[ClaimKey, Claim] = {}
+        services: dict[str, dict[str, Profile]] = {}
         for source, obj in objects:
             claim = builder._admit(obj, source)
-            if claim is not None:
-                key = claim.key
-                latest.pop(key, None)
-                # A compact Service is reduced at once: its Claim and FQDN are never kept.
-                latest[key] = builder._entry(claim)
+            if claim is None:
+                kind = claims_mod.kind_of(obj)
+                if kind is not None and kind != claims_mod.NAMESPACE:
+                    # A later, unusable version replaces an earlier good one.
+                    namespace = claims_mod.object_namespace(obj)
+                    name = claims_mod.object_name(obj)
+                    _drop((kind, namespace, name), held, services)
                 continue
-            kind = claims_mod.kind_of(obj)
-            if kind is not None and kind != claims_mod.NAMESPACE:
-                # A later, unusable version replaces an earlier good one.
-                key = (kind, claims_mod.object_namespace(obj), claims_mod.object_name(obj))
-                latest.pop(key, None)
-        builder._index(latest)
+            # A compact Service is reduced at once: its Claim, key and FQDN are never kept.
+            _drop((claim.kind, claim.namespace, claim.name), held, services)
+            _hold(claim, held, services, cluster_domain)
+        builder._index(held, services)
         return builder
-
-    def _entries(self) -> Iterator[tuple[ClaimKey, Entry]]:
-        yield from self.objects.items()
-        for namespace, table in self.services.items():
-            for name, profile in table.items():
-                yield (claims_mod.SERVICE, namespace, name), profile
 
     def replace_kind(
         self, kind: str, objects: Iterable[Mapping[str, Any]], *, source: str
@@ -525,17 +516,24 @@ class RegistryBuilder:
             builder.namespaces = fresh.namespaces
         else:
             builder.namespaces = dict(self.namespaces)
-        kept = {
-            key: entry
-            for key, entry in self._entries()
-            if key[0] != kind or _source_of(entry) != source
+        held = {
+            key: claim
+            for key, claim in self.objects.items()
+            if key[0] != kind or claim.source != source
         }
-        kept.update(fresh._entries())
+        services = _services_without(self.services, source if kind == claims_mod.SERVICE else None)
+        for key, claim in fresh.objects.items():
+            _drop(key, held, services)
+            held[key] = claim
+        for namespace, table in fresh.services.items():
+            for name, profile in table.items():
+                _drop((claims_mod.SERVICE, namespace, name), held, services)
+                services.setdefault(namespace, {})[name] = profile
         builder.skipped = {
             key: s for key, s in self.skipped.items() if key[0] != kind or s.source != source
         }
         builder.skipped.update(fresh.skipped)
-        builder._index(kept)
+        builder._index(held, services)
         return builder
 
     def replace_claims(self, source: str, claims: Iterable[Claim]) -> RegistryBuilder:
@@ -546,49 +544,38 @@ class RegistryBuilder:
         builder.generation = self.generation
         builder.namespaces = dict(self.namespaces)
         builder.skipped = dict(self.skipped)
-        kept = {key: entry for key, entry in self._entries() if _source_of(entry) != source}
+        held = {key: claim for key, claim in self.objects.items() if claim.source != source}
+        services = _services_without(self.services, source)
         for claim in claims:
-            kept.setdefault(claim.key, self._entry(claim))
-        builder._index(kept)
+            key = claim.key
+            table = services.get(claim.namespace) if claim.kind == claims_mod.SERVICE else None
+            if key in held or (table is not None and claim.name in table):
+                continue
+            _hold(claim, held, services, self.cluster_domain)
+        builder._index(held, services)
         return builder
 
-    def _index(self, entries: dict[ClaimKey, Entry]) -> None:
-        """Every index from ``entries`` in one pass: lists while building, tuples at the end."""
+    def _index(self, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Profile]]) -> None:
+        """Every index from the objects held and the Services' tables, in one pass: lists while
+        building, tuples at the end."""
         names: dict[str, list[Claim]] = {}
         under: dict[str, list[str]] = {}
-        objects: dict[ClaimKey, Claim] = {}
-        services: dict[str, dict[str, Profile]] = {}
-        count = 0
-        domain = self.cluster_domain
-        for key, entry in entries.items():
-            if type(entry) is not Claim:
-                table = services.get(key[1])
-                if table is None:
-                    table = services[key[1]] = {}
-                table[key[2]] = entry  # type: ignore[assignment]
-                count += 1
-                continue
-            claim: Claim = entry
-            if is_compact(claim, domain):
-                services.setdefault(key[1], {})[key[2]] = _profile(claim)
-                count += 1
-                continue
-            objects[key] = claim
+        for claim in held.values():
             for name in self._names_of(claim):
                 owners = names.get(name)
                 if owners is not None:
                     owners.append(claim)
                     continue
                 names[name] = [claim]
-                for parent in _domains_above(name):
-                    inside = under.get(parent)
+                for domain in _domains_above(name):
+                    inside = under.get(domain)
                     if inside is None:
-                        under[parent] = [name]
+                        under[domain] = [name]
                     else:
                         inside.append(name)
-        self.objects = objects
+        self.objects = held
         self.services = services
-        self.service_count = count
+        self.service_count = sum(len(table) for table in services.values())
         self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
@@ -666,12 +653,44 @@ class RegistryBuilder:
         )
 
 
-# What the builder keeps per object while indexing: a compact Service's profile, or the Claim.
-Entry = Claim | Profile
+def _drop(
+    key: ClaimKey, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Profile]]
+) -> None:
+    """Forget ``key`` in whichever table holds it."""
+    if held.pop(key, None) is None and key[0] == claims_mod.SERVICE:
+        table = services.get(key[1])
+        if table is not None and table.pop(key[2], None) is not None and not table:
+            del services[key[1]]
 
 
-def _source_of(entry: Entry) -> str:
-    return entry.source if isinstance(entry, Claim) else entry[1]
+def _hold(
+    claim: Claim,
+    held: dict[ClaimKey, Claim],
+    services: dict[str, dict[str, Profile]],
+    cluster_domain: str,
+) -> None:
+    """Keep ``claim``: a compact Service in its namespace's table, anything else whole."""
+    if is_compact(claim, cluster_domain):
+        table = services.get(claim.namespace)
+        if table is None:
+            table = services[claim.namespace] = {}
+        table[claim.name] = _profile(claim)
+    else:
+        held[claim.key] = claim
+
+
+def _services_without(services: Services, source: str | None) -> dict[str, dict[str, Profile]]:
+    """A copy of the Services' tables, without those of ``source`` (None: all kept)."""
+    copy: dict[str, dict[str, Profile]] = {}
+    for namespace, table in services.items():
+        kept = (
+            dict(table)
+            if source is None
+            else {name: profile for name, profile in table.items() if profile[1] != source}
+        )
+        if kept:
+            copy[namespace] = kept
+    return copy
 
 
 def service_fqdn(claim: Claim, cluster_domain: str) -> str:
