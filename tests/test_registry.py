@@ -366,3 +366,24 @@ def test_a_service_listed_by_istiod_or_by_its_manifest_matches_alike(host: str) 
     expected = found(manifest)
     got = found(listed)
     assert [m for m in got if m[0] != "reviews.bookinfo.global"] == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "host", "found"),
+    [
+        pytest.param("a.b", "ns", "a.b.ns.svc.cluster.local", [("a.b.ns.svc.cluster.local", Relation.EQUAL)], id="a-dotted-name-by-its-fqdn"),
+        pytest.param("a.b", "ns", "*.b.ns.svc.cluster.local", [("a.b.ns.svc.cluster.local", Relation.COVERS)], id="a-dotted-name-under-a-wildcard"),
+        pytest.param("x", "team.prod", "x.team.prod.svc.cluster.local", [("x.team.prod.svc.cluster.local", Relation.EQUAL)], id="a-dotted-namespace-by-fqdn"),
+        pytest.param("x", "team.prod", "*.prod.svc.cluster.local", [("x.team.prod.svc.cluster.local", Relation.COVERS)], id="a-dotted-namespace-under-a-wildcard"),
+        pytest.param("*", "ns", "x.ns.svc.cluster.local", [("*.ns.svc.cluster.local", Relation.COVERED_BY)], id="a-service-named-star-covers-like-a-wildcard"),
+        pytest.param("Up", "ns", "*.ns.svc.cluster.local", [("Up.ns.svc.cluster.local", Relation.COVERS)], id="a-capitalised-name-as-written"),
+    ],
+)  # fmt: skip
+def test_services_a_manifest_names_oddly_are_still_found(
+    name: str, namespace: str, host: str, found: list[tuple[str, Relation]]
+) -> None:
+    """The API server allows only single-label names, but manifests on disk may hold anything:
+    such a Service is kept whole, and found as its hosts say."""
+    snapshot = make_snapshot(make_service(name, namespace))
+    assert [(m.key, m.relation) for m in snapshot.matches(host)] == found
+    assert len(snapshot) == 1

@@ -98,13 +98,17 @@ def _profile(claim: Claim) -> Profile:
 
 def is_compact(claim: Claim, cluster_domain: str) -> bool:
     """A Service whose only host is its FQDN in this cluster: all it holds follows from its
-    namespace, name and profile."""
+    namespace, name and profile. Its name and namespace must be single DNS labels, as the API
+    server makes them, for its names to be read back from a host's labels; a manifest may hold
+    anything (``a.b``, ``*``), and such a Service is kept whole."""
     return (
         claim.kind == claims_mod.SERVICE
         and claim.hosts == (service_fqdn(claim, cluster_domain),)
         and not claim.created
         and not claim.invalid
         and not claim.problems
+        and hosts.DNS_LABEL.match(claim.name) is not None
+        and hosts.DNS_LABEL.match(claim.namespace) is not None
     )
 
 
