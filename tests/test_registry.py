@@ -387,3 +387,20 @@ def test_services_a_manifest_names_oddly_are_still_found(
     snapshot = make_snapshot(make_service(name, namespace))
     assert [(m.key, m.relation) for m in snapshot.matches(host)] == found
     assert len(snapshot) == 1
+
+
+@pytest.mark.parametrize(
+    ("hosts", "host", "found"),
+    [
+        pytest.param(("a.ns.svc.cluster.local", "a.ns"), "*.ns", [("a.ns", Relation.COVERS)], id="an-alias-listed-with-the-fqdn-once-under-a-wildcard"),
+        pytest.param(("a.ns.svc.cluster.local", "a.ns.svc"), "*.svc", [("a.ns.svc", Relation.COVERS)], id="a-svc-alias-listed-with-the-fqdn-once"),
+        pytest.param(("a.ns.svc.corp.local", "a.ns"), "*.ns", [("a.ns", Relation.COVERS)], id="an-alias-listed-without-the-fqdn-once"),
+        pytest.param(("a.ns.svc.corp.local", "a.ns"), "a.ns", [("a.ns", Relation.EQUAL)], id="the-same-alias-exactly-once"),
+    ],
+)  # fmt: skip
+def test_a_service_that_lists_its_own_alias_matches_it_once(
+    hosts: tuple[str, ...], host: str, found: list[tuple[str, Relation]]
+) -> None:
+    service = claims.Claim(kind="Service", namespace="ns", name="a", hosts=hosts, source="istiod")
+    snapshot = RegistryBuilder(cluster_domain="cluster.local").replace_claims("istiod", [service])
+    assert [(m.key, m.relation) for m in snapshot.snapshot().matches(host)] == found

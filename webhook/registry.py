@@ -318,7 +318,9 @@ class Snapshot:
                     and (namespace is None or owner.namespace == namespace)
                     and key == service_fqdn(owner, domain)
                 ):
-                    yield Match(f"{owner.name}.{owner.namespace}{suffix}", owner, Relation.COVERS)
+                    alias = f"{owner.name}.{owner.namespace}{suffix}"
+                    if alias not in owner.hosts:  # else found as a registered name already
+                        yield Match(alias, owner, Relation.COVERS)
 
     def owners(self, name: str) -> tuple[Claim, ...]:
         """The owners of exactly this registered host, a Service's FQDN included (aliases are
@@ -595,7 +597,8 @@ class RegistryBuilder:
             claim.kind == claims_mod.SERVICE
             and service_fqdn(claim, self.cluster_domain) not in claim.hosts
         ):
-            return claim.hosts + claim.aliases
+            # An alias istiod also lists as a host is one name, registered once.
+            return tuple(dict.fromkeys(claim.hosts + claim.aliases))
         return claim.hosts
 
     def put_claim(self, claim: Claim) -> None:
