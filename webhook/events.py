@@ -140,14 +140,9 @@ class EventRecorder:
         # message, the dataclass), which would cost more than the decision itself.
         name = req.name or req.generate_name or "(unnamed)"
         for code, messages in denied_messages(verdict).items():
-            with self._lock:
-                send, repeats = self.limiter.admit(
-                    (req.namespace, name, code[:REASON_MAX]), self._clock()
-                )
-            if not send:
-                self._dropped("rate limited")
-                continue
-            self._enqueue(event_of(req, code, messages), repeats)
+            repeats = self._admitted((req.namespace, name, code[:REASON_MAX]))
+            if repeats is not None:
+                self._enqueue(event_of(req, code, messages), repeats)
 
     def record(self, event: PendingEvent) -> None:
         """Queue one event, unless the rate limit drops it; never waits.
@@ -155,14 +150,19 @@ class EventRecorder:
         The limit is applied here, not in the sending thread: a retry loop's repeats are
         dropped with a dictionary lookup and never wake that thread, which would take the GIL
         from the event loop once per denial."""
+        repeats = self._admitted((event.namespace, event.name, event.reason))
+        if repeats is not None:
+            self._enqueue(event, repeats)
+
+    def _admitted(self, key: tuple[str, str, str]) -> int | None:
+        """The repeats suppressed since the last event for ``key``, or None (and counted as
+        dropped) when the rate limit holds this one back."""
         with self._lock:
-            send, repeats = self.limiter.admit(
-                (event.namespace, event.name, event.reason), self._clock()
-            )
+            send, repeats = self.limiter.admit(key, self._clock())
         if not send:
             self._dropped("rate limited")
-            return
-        self._enqueue(event, repeats)
+            return None
+        return repeats
 
     def _enqueue(self, event: PendingEvent, repeats: int) -> None:
         try:

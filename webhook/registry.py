@@ -141,6 +141,15 @@ class ClaimsView(Mapping[ClaimKey, Claim]):
         self._domain = cluster_domain
         self._count = service_count
 
+    @classmethod
+    def of(cls, registry: Snapshot | RegistryBuilder) -> ClaimsView:
+        return cls(
+            registry.objects,
+            registry.services,
+            cluster_domain=registry.cluster_domain,
+            service_count=registry.service_count,
+        )
+
     def get(self, key: ClaimKey, default: Any = None) -> Any:
         if key[0] == claims_mod.SERVICE:
             table = self._services.get(key[1])
@@ -183,12 +192,7 @@ class Snapshot:
     @property
     def claims(self) -> ClaimsView:
         """Every object, Services included, by (kind, namespace, name)."""
-        return ClaimsView(
-            self.objects,
-            self.services,
-            cluster_domain=self.cluster_domain,
-            service_count=self.service_count,
-        )
+        return ClaimsView.of(self)
 
     def matches(self, host: str) -> Iterator[Match]:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
@@ -381,12 +385,7 @@ class RegistryBuilder:
 
     @property
     def claims(self) -> ClaimsView:
-        return ClaimsView(
-            self.objects,
-            self.services,
-            cluster_domain=self.cluster_domain,
-            service_count=self.service_count,
-        )
+        return ClaimsView.of(self)
 
     def _own(self) -> None:
         """Copy the dictionaries a snapshot shares, before changing any of them."""
@@ -603,16 +602,10 @@ class RegistryBuilder:
 
     def put_claim(self, claim: Claim) -> None:
         self._own()
-        key = claim.key
-        self.remove_claim(key)
-        if is_compact(claim, self.cluster_domain):
-            table = self.services.get(key[1])
-            if table is None:
-                table = self.services[key[1]] = {}
-            table[key[2]] = _profile(claim)
+        self.remove_claim(claim.key)
+        if _hold(claim, self.objects, self.services, self.cluster_domain):
             self.service_count += 1
             return
-        self.objects[key] = claim
         for name in self._names_of(claim):
             existing = self.names.get(name)
             if existing is None:
@@ -675,15 +668,16 @@ def _hold(
     held: dict[ClaimKey, Claim],
     services: dict[str, dict[str, Profile]],
     cluster_domain: str,
-) -> None:
-    """Keep ``claim``: a compact Service in its namespace's table, anything else whole."""
+) -> bool:
+    """Keep ``claim``: a compact Service in its namespace's table (True), anything else whole."""
     if is_compact(claim, cluster_domain):
         table = services.get(claim.namespace)
         if table is None:
             table = services[claim.namespace] = {}
         table[claim.name] = _profile(claim)
-    else:
-        held[claim.key] = claim
+        return True
+    held[claim.key] = claim
+    return False
 
 
 def _services_without(services: Services, source: str | None) -> dict[str, dict[str, Profile]]:
