@@ -245,7 +245,7 @@ def registry_build_seconds(objects_count: int = 20_000) -> float:
         server.stop()
 
 
-def lookup_costs(rounds: int = 15) -> dict[str, float]:
+def lookup_costs(rounds: int = 15) -> tuple[dict[str, float], dict[str, float]]:
     """The cost of one decision, in process, for the same requests against registries of
     different sizes: free hosts at 0 and 100k entries, colliding hosts at 1k and 100k (the same
     owners exist in both). Rounds are interleaved and the best of each is kept: a shared machine
@@ -291,7 +291,72 @@ def lookup_costs(rounds: int = 15) -> dict[str, float]:
             best[label] = min(
                 best[label], (time.perf_counter() - started) / (10 * len(batch)) * 1e6
             )
-    return best
+    return best, endpoint_costs(snapshots[100_000], policy)
+
+
+def endpoint_costs(snapshot: Any, policy: Any, rounds: int = 7) -> dict[str, float]:
+    """The whole /validate or /mutate endpoint in process, per kind of request at 100k entries:
+    the body read, the parse, the decision, the audit record, the events and metrics, and the
+    answer; everything the server does that the bare app does not, without the HTTP and TLS.
+    Set against the server's CPU per request, it shows what the server's share of caches and
+    cores costs the same code."""
+    import asyncio
+
+    from bench.workload import request_mix
+    from webhook.app import AdmissionEndpoint
+    from webhook.audit import AuditLog
+    from webhook.events import EventRecorder
+    from webhook.runtime import Runtime
+    from webhook.sources.kubernetes import Transport
+
+    runtime = Runtime(audit=AuditLog([]))
+    runtime.set_policy(policy)
+    runtime.set_snapshot(snapshot)
+    # Never started: denials go through the rate limit, as on the server, and are not sent.
+    events = EventRecorder(Transport(None), on_dropped=runtime.metrics.event_dropped)
+    endpoints = {
+        path: AdmissionEndpoint(runtime, path[1:], on_denied=events)
+        for path in ("/validate", "/mutate")
+    }
+    groups = {"allow": ("allow",), "mutate": ("mutate",), "deny": ("deny-entry", "deny-service")}
+    mix = request_mix(100_000)
+
+    answers: list[Any] = []
+
+    async def send(message: Any) -> None:
+        answers.append(message)  # cheap, and it keeps each answer to check below
+
+    async def one(path: str, body: bytes) -> None:
+        message = {"type": "http.request", "body": body, "more_body": False}
+
+        async def receive() -> Any:
+            return message
+
+        headers = [(b"content-type", b"application/json")]
+        scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+        await endpoints[path](scope, receive, send)
+
+    async def measure() -> dict[str, float]:
+        best = dict.fromkeys(groups, float("inf"))
+        for _ in range(rounds):
+            for label, kinds in groups.items():
+                batch = [(path, body) for kind, path, body in mix if kind in kinds]
+                started = time.perf_counter()
+                for _ in range(20):
+                    for path, body in batch:
+                        await one(path, body)
+                elapsed = time.perf_counter() - started
+                verdict = b'"allowed":false' if label == "deny" else b'"allowed":true'
+                bodies = [m["body"] for m in answers if m["type"] == "http.response.body"]
+                if len(bodies) != 20 * len(batch) or not all(verdict in b for b in bodies):
+                    raise SystemExit(
+                        f"bench: the in-process endpoint did not answer {label} as such"
+                    )
+                answers.clear()
+                best[label] = min(best[label], elapsed / (20 * len(batch)) * 1e6)
+        return best
+
+    return asyncio.run(measure())
 
 
 # --- one registry size -----------------------------------------------------------------------
@@ -431,6 +496,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"and {result['lookup_us']['free_100k']:.1f} µs at 100k; a colliding host {result['lookup_us']['conflict_1k']:.1f} µs at 1k "
         f"and {result['lookup_us']['conflict_100k']:.1f} µs at 100k (worst ratio {result['lookup_ratio']:.2f}).",
         "",
+        *(
+            [
+                f"The whole endpoint in process at 100k (body, parse, decision, audit record, events, answer; no HTTP or TLS): "
+                f"an allow {result['endpoint_us']['allow']:.1f} µs, a mutation {result['endpoint_us']['mutate']:.1f} µs, "
+                f"a denial {result['endpoint_us']['deny']:.1f} µs."
+            ]
+            if "endpoint_us" in result
+            else []
+        ),
+        "",
         "| target | wanted | measured | |",
         "|---|---|---|---|",
     ]
@@ -549,7 +624,7 @@ def main() -> None:
     print("bench: 20k-object list and index ...", flush=True)
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
-    costs = lookup_costs()
+    costs, endpoint = lookup_costs()
     floor = library_floor_mb()
     lookup_ratio = max(
         costs["free_100k"] / costs["free_0"], costs["conflict_100k"] / costs["conflict_1k"]
@@ -572,6 +647,7 @@ def main() -> None:
         "gc_pause_max_ms": biggest["gc_pause_max_ms"],
         "lookup_us": {k: round(v, 2) for k, v in costs.items()},
         "lookup_ratio": round(lookup_ratio, 3),
+        "endpoint_us": {k: round(v, 1) for k, v in endpoint.items()},
         "cases": cases,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
