@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,19 @@ def fake(tmp_path: Path) -> Iterator[tuple[FakeApiServer, k8s.Transport]]:
     server.start()
     yield server, k8s.connect(server.kubeconfig(tmp_path / "kc"))
     server.stop()
+
+
+@contextlib.contextmanager
+def recording(transport: k8s.Transport) -> Iterator[tuple[EventRecorder, list[str]]]:
+    """A started recorder and the reasons of the events it dropped; stopped afterwards."""
+    dropped: list[str] = []
+    recorder = EventRecorder(transport, on_dropped=dropped.append)
+    recorder.start()
+    try:
+        yield recorder, dropped
+    finally:
+        recorder.stop()
+        recorder.join()
 
 
 def wait_for_events(cluster: Cluster, count: int) -> None:
@@ -129,22 +143,18 @@ def test_a_retry_loop_cannot_flood_etcd(
     fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
 ) -> None:
     server, transport = fake
-    dropped: list[str] = []
-    recorder = EventRecorder(transport, on_dropped=dropped.append)
-    recorder.start()
-    try:
-        with running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live:
-            for _ in range(50):
-                live.call(
-                    "/validate",
-                    make_review(make_service_entry("copy", "team-b", ["api.stripe.com"])),
-                )
-            deadline = time.monotonic() + PATIENCE_S
-            while len(dropped) < 49 and time.monotonic() < deadline:
-                time.sleep(0.02)
-    finally:
-        recorder.stop()
-        recorder.join()
+    with (
+        recording(transport) as (recorder, dropped),
+        running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live,
+    ):
+        for _ in range(50):
+            live.call(
+                "/validate",
+                make_review(make_service_entry("copy", "team-b", ["api.stripe.com"])),
+            )
+        deadline = time.monotonic() + PATIENCE_S
+        while len(dropped) < 49 and time.monotonic() < deadline:
+            time.sleep(0.02)
     assert len(server.cluster.posted_events) == 1
     assert dropped.count("rate limited") == 49
 
@@ -154,20 +164,16 @@ def test_a_failing_event_api_never_fails_the_admission(
 ) -> None:
     server, transport = fake
     server.cluster.forbid_events = True
-    dropped: list[str] = []
-    recorder = EventRecorder(transport, on_dropped=dropped.append)
-    recorder.start()
-    try:
-        with running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live:
-            status, body = live.call(
-                "/validate", make_review(make_service_entry("copy", "team-b", ["api.stripe.com"]))
-            )
-            deadline = time.monotonic() + PATIENCE_S
-            while not dropped and time.monotonic() < deadline:
-                time.sleep(0.02)
-    finally:
-        recorder.stop()
-        recorder.join()
+    with (
+        recording(transport) as (recorder, dropped),
+        running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live,
+    ):
+        status, body = live.call(
+            "/validate", make_review(make_service_entry("copy", "team-b", ["api.stripe.com"]))
+        )
+        deadline = time.monotonic() + PATIENCE_S
+        while not dropped and time.monotonic() < deadline:
+            time.sleep(0.02)
     assert status == 200
     assert body["response"]["allowed"] is False
     assert dropped == ["api error"]
@@ -188,18 +194,14 @@ def test_each_reason_code_of_a_denial_is_limited_on_its_own(
     # One ServiceEntry denied for two reasons, twice: the first denial sends one event per
     # code; the repeat is dropped once per code, and builds no event at all.
     server, transport = fake
-    dropped: list[str] = []
-    recorder = EventRecorder(transport, on_dropped=dropped.append)
-    recorder.start()
     entry = make_service_entry("copy", "team-b", ["api.stripe.com", "*.com"])
-    try:
-        with running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live:
-            for _ in range(2):
-                live.call("/validate", make_review(entry))
-            wait_for_events(server.cluster, 2)
-    finally:
-        recorder.stop()
-        recorder.join()
+    with (
+        recording(transport) as (recorder, dropped),
+        running(tmp_path / "w", snapshot=REGISTRY, on_denied=recorder) as live,
+    ):
+        for _ in range(2):
+            live.call("/validate", make_review(entry))
+        wait_for_events(server.cluster, 2)
     reasons = sorted(e["reason"] for e in server.cluster.posted_events)
     assert reasons == ["ConflictServiceEntry", "WildcardTooBroad"]
     assert dropped == ["rate limited", "rate limited"]
