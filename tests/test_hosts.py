@@ -26,6 +26,11 @@ from webhook import hosts
             "my-service.ns-1.svc.cluster.local",
             id="hyphens-and-digits",
         ),
+        pytest.param("*Foo.Example.com", "*foo.example.com", id="a-partial-wildcard-is-kept"),
+        pytest.param(
+            "*-foo.example.com", "*-foo.example.com", id="a-partial-wildcard-with-a-hyphen"
+        ),
+        pytest.param("*foo", "*foo", id="a-partial-wildcard-of-one-label"),
     ],
 )
 def test_normalize(raw: str, expected: str) -> None:
@@ -44,8 +49,15 @@ def test_normalize(raw: str, expected: str) -> None:
         pytest.param("a" * 64 + ".com", "63", id="label-over-63-characters"),
         pytest.param(".".join(["abcdefghi"] * 26), "253", id="name-over-253-characters"),
         pytest.param("foo.*.com", "first label", id="star-in-the-middle"),
-        pytest.param("foo*.bar.com", "first label", id="partial-wildcard-label"),
-        pytest.param("*foo.bar.com", "first label", id="star-glued-to-a-label"),
+        pytest.param("foo*.bar.com", "first label", id="a-star-at-the-end-of-a-label"),
+        pytest.param("f*o.bar.com", "first label", id="a-star-inside-a-label"),
+        pytest.param("*f*o.bar.com", "first label", id="two-stars-in-a-partial-label"),
+        pytest.param("*foo-.bar.com", "not at the end", id="a-partial-label-ending-in-a-hyphen"),
+        pytest.param("*--foo.bar.com", "first label", id="a-partial-label-with-two-hyphens"),
+        pytest.param("*bücher.de", "first label", id="a-partial-label-that-is-not-ascii"),
+        pytest.param(
+            "*" + "a" * 63 + ".com", "first label", id="a-partial-label-over-63-characters"
+        ),
         pytest.param("*.*.com", "first label", id="two-stars"),
         pytest.param("foo_bar.com", "a-z, 0-9", id="underscore"),
         pytest.param("-foo.com", "a-z, 0-9", id="leading-hyphen"),
@@ -93,6 +105,51 @@ def test_a_host_that_is_not_a_string_is_invalid(raw: Any) -> None:
         pytest.param("a.example.com", "a.example.com", True, id="a-name-covers-itself"),
         pytest.param("a.example.com", "*.example.com", False, id="a-name-never-covers-a-wildcard"),
         pytest.param("*.com", "*.example.com", True, id="broad-wildcard-covers-a-narrow-one"),
+        pytest.param(
+            "*foo.example.com", "foo.example.com", True, id="a-partial-wildcard-covers-its-suffix"
+        ),
+        pytest.param(
+            "*foo.example.com",
+            "xfoo.example.com",
+            True,
+            id="a-partial-wildcard-covers-across-the-label",
+        ),
+        pytest.param(
+            "*foo.example.com",
+            "a.foo.example.com",
+            True,
+            id="a-partial-wildcard-covers-deeper-names",
+        ),
+        pytest.param(
+            "*foo.example.com",
+            "*.foo.example.com",
+            True,
+            id="a-partial-wildcard-covers-the-wildcard-below-it",
+        ),
+        pytest.param(
+            "*foo.example.com",
+            "oo.example.com",
+            False,
+            id="a-partial-wildcard-does-not-cover-a-shorter-suffix",
+        ),
+        pytest.param(
+            "*.example.com", "*foo.example.com", True, id="a-wildcard-covers-a-partial-one-below-it"
+        ),
+        pytest.param(
+            "*oo.example.com", "*foo.example.com", True, id="a-shorter-partial-covers-a-longer-one"
+        ),
+        pytest.param(
+            "*foo.example.com",
+            "*oo.example.com",
+            False,
+            id="a-longer-partial-does-not-cover-a-shorter-one",
+        ),
+        pytest.param(
+            "*.example.com",
+            "*example.com",
+            False,
+            id="a-wildcard-does-not-cover-a-partial-that-matches-its-base",
+        ),
     ],
 )
 def test_covers(pattern: str, host: str, covers: bool) -> None:
@@ -108,6 +165,13 @@ def test_covers(pattern: str, host: str, covers: bool) -> None:
         pytest.param("*.a.com", "*.b.com", False, id="two-wildcards-apart"),
         pytest.param("a.com", "b.com", False, id="two-different-names"),
         pytest.param("*.example.com", "example.com", False, id="wildcard-and-its-base"),
+        pytest.param("*example.com", "example.com", True, id="a-partial-wildcard-and-its-suffix"),
+        pytest.param(
+            "*.foo.example.com", "*foo.example.com", True, id="a-wildcard-inside-a-partial-one"
+        ),
+        pytest.param(
+            "*foo.example.com", "*bar.example.com", False, id="two-partial-wildcards-apart"
+        ),
     ],
 )
 def test_overlaps(a: str, b: str, overlap: bool) -> None:
@@ -133,6 +197,11 @@ def test_kubernetes_names_follow_the_cluster_domain() -> None:
         pytest.param("*.example.co.uk", None, id="under-a-registrable-domain-is-fine"),
         pytest.param("*.corp", None, id="an-unknown-top-level-domain-is-not-public"),
         pytest.param("api.stripe.com", None, id="not-a-wildcard"),
+        pytest.param("*oogle.com", "com", id="a-partial-label-under-a-public-suffix-spans-sites"),
+        pytest.param(
+            "*api.stripe.com", None, id="a-partial-label-under-a-registrable-domain-is-fine"
+        ),
+        pytest.param("*foo", "", id="a-partial-wildcard-of-one-label-sits-at-the-root"),
     ],
 )
 def test_public_suffix_of_a_wildcard(host: str, suffix: str | None) -> None:
@@ -147,7 +216,26 @@ def test_public_suffix_of_a_wildcard(host: str, suffix: str | None) -> None:
         pytest.param("*.svc.cluster.local", "cluster.local", True, id="a-wildcard-inside"),
         pytest.param("*.local", "cluster.local", False, id="a-wildcard-above"),
         pytest.param("notcluster.local", "cluster.local", False, id="a-look-alike"),
+        pytest.param("*s.svc.cluster.local", "cluster.local", True, id="a-partial-wildcard-inside"),
+        pytest.param(
+            "*cluster.local", "cluster.local", False, id="a-partial-wildcard-that-reaches-outside"
+        ),
     ],
 )
 def test_is_under(host: str, domain: str, inside: bool) -> None:
     assert hosts.is_under(host, domain) is inside
+
+
+@pytest.mark.parametrize(
+    ("host", "base", "parent"),
+    [
+        pytest.param("api.example.com", "api.example.com", "api.example.com", id="an-exact-name-is-its-own"),
+        pytest.param("*.example.com", "example.com", "example.com", id="a-wildcard"),
+        pytest.param("*foo.example.com", "foo.example.com", "example.com", id="a-partial-wildcard"),
+        pytest.param("*foo", "foo", "", id="a-partial-wildcard-of-one-label-lies-in-the-root"),
+    ],
+)  # fmt: skip
+def test_the_base_and_parent_of_a_wildcard(host: str, base: str, parent: str) -> None:
+    assert hosts.base_name(host) == base
+    if hosts.is_wildcard(host):
+        assert hosts.wildcard_parent(host) == parent

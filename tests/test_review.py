@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 from typing import Any
 
 import jsonpatch
@@ -133,24 +134,35 @@ def test_without_a_policy_or_registry_requests_fail_closed(
         assert verdict.codes == (code,)
 
 
-def test_an_update_of_an_object_being_deleted_is_allowed() -> None:
-    obj = make_service_entry(
-        "stripe",
-        "team-b",
-        ["api.stripe.com"],
-        metadata={"deletionTimestamp": "2026-11-23T10:00:00Z", "finalizers": []},
-    )
-    verdict = review.validate(
-        make_request(obj, operation="UPDATE", old=obj), policy=make_policy(), snapshot=REGISTRY
-    )
-    assert verdict.allowed and not verdict.findings
+DELETING = {"deletionTimestamp": "2026-11-23T10:00:00Z", "finalizers": ["example.com/hold"]}
 
 
-def test_other_kinds_are_allowed_untouched() -> None:
-    obj = make_service("api", "team-b")
-    req = make_request(obj, kind="Service", group="")
-    assert review.validate(req, policy=make_policy(), snapshot=REGISTRY).allowed
-    assert not review.mutate(req, policy=make_policy(), snapshot=REGISTRY).patch
+@pytest.mark.parametrize(
+    ("old_hosts", "new_hosts", "new_meta", "allowed", "codes"),
+    [
+        pytest.param(["free.example.com"], ["api.stripe.com"], DELETING, False, ("ConflictServiceEntry",), id="new-hosts-onto-an-object-being-deleted-are-judged-and-denied"),
+        pytest.param(["api.stripe.com"], ["api.stripe.com"], {"deletionTimestamp": "2026-11-23T10:00:00Z"}, True, (), id="removing-the-finalizer-of-a-conflicting-object-is-never-blocked"),
+        pytest.param(["api.stripe.com"], ["api.stripe.com"], {"labels": {"team": "b"}}, True, (), id="a-label-change-that-leaves-the-spec-is-not-judged"),
+        pytest.param(["free.example.com"], ["other.example.com"], DELETING, True, (), id="a-free-host-onto-an-object-being-deleted-is-allowed"),
+    ],
+)  # fmt: skip
+def test_only_an_update_that_keeps_the_spec_skips_judging(
+    old_hosts: list[str],
+    new_hosts: list[str],
+    new_meta: dict[str, Any],
+    allowed: bool,
+    codes: tuple[str, ...],
+) -> None:
+    old = make_service_entry("held", "team-b", old_hosts, metadata=DELETING)
+    obj = make_service_entry("held", "team-b", new_hosts, metadata=new_meta)
+    req = make_request(obj, operation="UPDATE", old=old)
+    verdict = review.validate(req, policy=make_policy(), snapshot=REGISTRY)
+    assert (verdict.allowed, verdict.codes) == (allowed, codes)
+    # The mutating webhook leaves an unchanged spec alone too: a default it added would make
+    # the spec differ, and so get a finalizer's removal judged (and maybe refused).
+    old_bare = make_service_entry("held", "team-b", old_hosts, ports=[], metadata=DELETING)
+    same = make_request(copy.deepcopy(old_bare), operation="UPDATE", old=old_bare)
+    assert review.mutate(same, policy=make_policy(), snapshot=REGISTRY).patch == ()
 
 
 @pytest.mark.parametrize(

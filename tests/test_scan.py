@@ -49,7 +49,10 @@ def aged(name: str, namespace: str, hosts: list[str], created: str, **spec: Any)
                 make_service("reviews", "bookinfo", creationTimestamp="2026-05-01T00:00:00Z"),
                 aged("shadow", "team-b", ["reviews.bookinfo"], "2026-01-01T00:00:00Z"),
             ],
-            [("team-b", "shadow", "ConflictKubernetesService", "bookinfo/reviews")],
+            [
+                ("team-b", "shadow", "ReservedClusterDomain", "-"),
+                ("team-b", "shadow", "ConflictKubernetesService", "bookinfo/reviews"),
+            ],
             id="a-service-wins-even-when-it-came-later",
         ),
         pytest.param(

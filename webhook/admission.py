@@ -8,10 +8,14 @@ the API server's limits on warnings and audit annotations.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import orjson
+
+from webhook.claims import ISTIO_GROUP, SERVICE_ENTRY
+from webhook.shapes import describe
 
 API_VERSION = "admission.k8s.io/v1"
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
@@ -75,9 +79,9 @@ def parse_review(review: object) -> AdmissionRequest:
         raise MalformedReview("request.oldObject must be an object")
     if obj is None and operation in ("CREATE", "UPDATE"):
         raise MalformedReview(f"request.object is required for {operation}")
-    kind_info = request.get("requestKind") or request.get("kind")
-    if type(kind_info) is not dict:
-        raise MalformedReview("request.kind is missing")
+    kind_info = _service_entry_kind(request.get("kind"), "request.kind")
+    if request.get("requestKind") is not None:
+        kind_info = _service_entry_kind(request["requestKind"], "request.requestKind")
     subject = obj if obj is not None else old
     meta = subject.get("metadata") if subject is not None else None
     if type(meta) is not dict:
@@ -102,12 +106,60 @@ def parse_review(review: object) -> AdmissionRequest:
         user if type(user) is str else "",
         tuple(g for g in groups if type(g) is str) if type(groups) is list else (),
         request.get("dryRun") is True,
-        str(kind_info.get("group", "")),
-        str(kind_info.get("kind", "")),
-        str(kind_info.get("version", "")),
+        ISTIO_GROUP,
+        SERVICE_ENTRY,
+        kind_info["version"],
         obj,
         old,
     )
+
+
+def _service_entry_kind(value: object, where: str) -> dict[str, Any]:
+    """A GroupVersionKind that names a ServiceEntry: the only kind seguard judges, so a review of
+    any other (or of none) is not one it can answer."""
+    if type(value) is not dict:
+        raise MalformedReview(f"{where} must be an object with group, version and kind")
+    group, kind, version = value.get("group"), value.get("kind"), value.get("version")
+    if group != ISTIO_GROUP or kind != SERVICE_ENTRY:
+        raise MalformedReview(
+            f"{where} must be {ISTIO_GROUP} {SERVICE_ENTRY}, the only kind seguard judges; got "
+            f"group {describe(group)}, kind {describe(kind)}"
+        )
+    if type(version) is not str or not version:
+        raise MalformedReview(f"{where}.version must be a version such as v1")
+    return value
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def repeats_a_key(body: bytes, parsed: object) -> bool:
+    """True when some JSON object in ``body`` holds a key twice (``parsed`` is what orjson made of
+    it: it keeps the last value, as Go's decoder does, but a body the API server wrote never
+    repeats one).
+
+    Exact, at the cost of one orjson.dumps: every ':' in the body is a key's or one written in
+    a string, and orjson writes the parsed tree's the same way, so the counts differ exactly when
+    a key was dropped. Only a colon written as the escape \\u003a is not counted in the body;
+    such a body is read again with the standard library, which reports every key."""
+    if b"\\u003" in body and (b"\\u003a" in body or b"\\u003A" in body):
+        return _repeats_a_key_slowly(body)
+    return body.count(b":") != orjson.dumps(parsed).count(b":")
+
+
+def _repeats_a_key_slowly(body: bytes) -> bool:
+    def check(pairs: list[tuple[str, Any]]) -> None:
+        if len({key for key, _ in pairs}) != len(pairs):
+            raise _RepeatedKey
+
+    try:
+        json.loads(body, object_pairs_hook=check)
+    except _RepeatedKey:
+        return True
+    except ValueError:
+        return False  # orjson read it: a difference of the two parsers is not a repeated key
+    return False
 
 
 def peek_uid(review: object) -> str:

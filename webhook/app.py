@@ -104,6 +104,10 @@ class AdmissionEndpoint:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, "malformed", f"body is not JSON: {exc}")
+        if admission.repeats_a_key(body, parsed):
+            # Two readers of such a body may see two different reviews; the API server never
+            # sends one.
+            return self._refuse(400, "malformed", "body repeats a key within one JSON object")
         try:
             req = admission.parse_review(parsed)
         except Exception as exc:  # MalformedReview, or a shape nobody foresaw: a 400, never a 500

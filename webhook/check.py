@@ -85,8 +85,12 @@ def check_objects(
         obj = copy.deepcopy(dict(original))
         meta = obj.get("metadata")
         obj["metadata"] = {**(meta if isinstance(meta, dict) else {}), "namespace": namespace}
-        exists = snapshot.get(claims.SERVICE_ENTRY, namespace, name) is not None
-        operation = "UPDATE" if exists and name else "CREATE"
+        existing = snapshot.get(claims.SERVICE_ENTRY, namespace, name) if name else None
+        operation = "UPDATE" if existing is not None else "CREATE"
+        if existing is not None and existing.created:
+            # The API server keeps an object's creationTimestamp through every update: the
+            # manifest is as old as the object it updates (the oldest owner of a host wins).
+            obj["metadata"]["creationTimestamp"] = existing.created
         req = _request(obj, operation=operation, namespace=namespace, name=name)
         mutation = mutate(req, policy=policy, snapshot=snapshot)
         verdicts: list[Verdict] = [mutation]

@@ -6,6 +6,7 @@ and judged the same way whether it arrives in an AdmissionReview or from a watch
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -21,6 +22,11 @@ ISTIO_GROUP = "networking.istio.io"
 # checks the schema, so it can see more; anything above this is refused without further work.
 MAX_HOSTS = 256
 MAX_PORTS = 256
+# The CRD sets no maxItems for endpoints and addresses. A ServiceEntry lists a handful; past these
+# bounds (far more than any real one) the object is refused rather than judged address by
+# address, so one request cannot make the rules parse millions of addresses.
+MAX_ENDPOINTS = 4096
+MAX_ADDRESSES = 4096
 SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
 
 
@@ -38,6 +44,14 @@ class Claim(NamedTuple):
     invalid: tuple[tuple[int, object, str], ...] = ()
     # Shape problems that make the object unusable (spec not an object, hosts not a list ...).
     problems: tuple[str, ...] = ()
+    # Service only: its cluster IPs (spec.clusterIP and spec.clusterIPs), in compressed form.
+    cluster_ips: tuple[str, ...] = ()
+    # ServiceEntry only: where its traffic goes, as (field, address as written):
+    # spec.endpoints[i].address and spec.addresses[i].
+    targets: tuple[tuple[str, str], ...] = ()
+    # ServiceEntry only: its hosts are themselves where traffic goes (no endpoints and no
+    # workloadSelector, and a resolution that resolves or passes through the name: not STATIC).
+    resolves_hosts: bool = False
 
     @property
     def aliases(self) -> tuple[str, ...]:
@@ -107,6 +121,7 @@ def service_claim(
         if isinstance(raw, str) and raw.strip():
             export_to = tuple(part.strip() for part in raw.split(",") if part.strip())
     # No creation time: only ServiceEntries are ordered by age (Services always win).
+    spec = obj.get("spec")
     return Claim(
         kind=SERVICE,
         namespace=ns,
@@ -114,7 +129,30 @@ def service_claim(
         hosts=(fqdn,),
         export_to=export_to,
         source=source,
+        cluster_ips=cluster_ips_of(spec) if isinstance(spec, dict) else (),
     )
+
+
+def cluster_ips_of(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """A Service's cluster IPs: ``spec.clusterIPs`` (dual stack) and ``spec.clusterIP``, in
+    compressed form; ``None`` (headless) and anything that is not an IP are left out."""
+    raw: list[object] = [spec.get("clusterIP")]
+    listed = spec.get("clusterIPs")
+    if isinstance(listed, list):
+        raw.extend(listed)
+    return ips_of(raw)
+
+
+def ips_of(raw: list[object]) -> tuple[str, ...]:
+    """The IP addresses among ``raw``, compressed and de-duplicated, in order."""
+    found: dict[str, None] = {}
+    for item in raw:
+        if isinstance(item, str) and item and item != "None":
+            try:
+                found[ipaddress.ip_address(item).compressed] = None
+            except ValueError:
+                continue
+    return tuple(found)
 
 
 def service_entry_claim(
@@ -166,6 +204,7 @@ def service_entry_claim(
                 problems.append("spec.exportTo must be a list of strings")
         elif raw_export is not None and not isinstance(raw_export, list):
             problems.append(f"spec.exportTo must be a list, not {_kind(raw_export)}")
+    targets, resolves_hosts = _targets(spec, problems) if isinstance(spec, dict) else ((), False)
     return Claim(
         kind=SERVICE_ENTRY,
         namespace=ns,
@@ -176,7 +215,58 @@ def service_entry_claim(
         source=source,
         invalid=tuple(invalid),
         problems=tuple(problems),
+        targets=targets,
+        resolves_hosts=resolves_hosts,
     )
+
+
+def _targets(
+    spec: Mapping[str, Any], problems: list[str]
+) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """Where a ServiceEntry's traffic goes: its endpoints' addresses and its addresses, and
+    whether its hosts are resolved (or passed through) as they are. Shape problems are added
+    to ``problems``; whether an address is a valid one is for the rules to say."""
+    found: list[tuple[str, str]] = []
+    endpoints = spec.get("endpoints")
+    if endpoints is not None and not isinstance(endpoints, list):
+        problems.append(f"spec.endpoints must be a list, not {_kind(endpoints)}")
+        endpoints = None
+    elif isinstance(endpoints, list):
+        if len(endpoints) > MAX_ENDPOINTS:
+            problems.append(
+                f"spec.endpoints has {len(endpoints)} entries; at most {MAX_ENDPOINTS} are judged"
+            )
+            endpoints = endpoints[:MAX_ENDPOINTS]
+        for i, endpoint in enumerate(endpoints):
+            if not isinstance(endpoint, dict):
+                problems.append(f"spec.endpoints[{i}] must be an object, not {_kind(endpoint)}")
+                continue
+            address = endpoint.get("address")
+            if address is None:
+                continue  # an endpoint reached through its network's gateway
+            if not isinstance(address, str):
+                problems.append(
+                    f"spec.endpoints[{i}].address must be a string, not {_kind(address)}"
+                )
+                continue
+            found.append((f"spec.endpoints[{i}].address", address))
+    addresses = spec.get("addresses")
+    if addresses is not None and not isinstance(addresses, list):
+        problems.append(f"spec.addresses must be a list, not {_kind(addresses)}")
+    elif isinstance(addresses, list):
+        for i, address in enumerate(addresses[:MAX_ADDRESSES]):
+            if isinstance(address, str):
+                found.append((f"spec.addresses[{i}]", address))
+            else:
+                problems.append(f"spec.addresses[{i}] must be a string, not {_kind(address)}")
+        if len(addresses) > MAX_ADDRESSES:
+            problems.append(
+                f"spec.addresses has {len(addresses)} entries; at most {MAX_ADDRESSES} are judged"
+            )
+    resolves_hosts = (
+        not endpoints and not spec.get("workloadSelector") and spec.get("resolution") != "STATIC"
+    )
+    return tuple(found), resolves_hosts
 
 
 def namespace_labels(obj: Mapping[str, Any]) -> frozenset[tuple[str, str]]:

@@ -1,8 +1,11 @@
 """DNS names as Istio compares them: normalise, validate, cover and overlap (pure).
 
-A host is either an exact name (``api.stripe.com``) or a wildcard whose first label is ``*``
-(``*.stripe.com``). Matching follows Istio's ``host.Name.Matches`` and ``SubsetOf``:
-``*.example.com`` covers ``a.example.com`` and ``a.b.example.com`` but not ``example.com``.
+A host is an exact name (``api.stripe.com``), a wildcard whose first label is ``*``
+(``*.stripe.com``), or a partial wildcard whose first label starts with ``*`` (``*api.stripe.com``,
+which Istio's validation accepts with a warning). Matching follows Istio's ``host.Name.Matches``
+and ``SubsetOf``, for which a wildcard matches every name that ends with what follows its ``*``:
+``*.example.com`` covers ``a.example.com`` and ``a.b.example.com`` but not ``example.com``, and
+``*foo.example.com`` covers ``foo.example.com``, ``xfoo.example.com`` and ``a.foo.example.com``.
 """
 
 from __future__ import annotations
@@ -56,12 +59,20 @@ def _normalize(raw: str) -> str:
         raise InvalidHost(raw, "is empty")
     if name == "*":
         raise InvalidHost(raw, "'*' alone would match every host")
-    wildcard = name.startswith(WILDCARD_PREFIX)
-    base = name[2:] if wildcard else name
+    prefix, base = "", name
+    if name.startswith("*"):
+        first, dot, rest = name.partition(".")
+        if first != "*":
+            _check_partial_label(raw, first)
+        prefix, base = first + dot, rest
     if "*" in base:
         raise InvalidHost(
-            raw, "'*' is allowed only as the whole first label, as in '*.example.com'"
+            raw, "'*' is allowed only at the start of the first label, as in '*.example.com'"
         )
+    if not base:
+        if prefix.endswith("."):
+            raise InvalidHost(raw, "has an empty label")
+        return prefix  # a partial wildcard of one label, such as "*foo"
     if not base.isascii():
         base = _to_a_labels(raw, base)
     if is_ip(base):
@@ -79,10 +90,28 @@ def _normalize(raw: str) -> str:
             )
     if labels[-1].isdigit():
         raise InvalidHost(raw, "has an all-numeric top-level label")
-    result = WILDCARD_PREFIX + base if wildcard else base
+    result = prefix + base
     if len(result) > MAX_NAME:
         raise InvalidHost(raw, f"is longer than {MAX_NAME} characters")
     return result
+
+
+def _check_partial_label(raw: str, first: str) -> None:
+    """A partial wildcard's first label, as Istio's validation reads it: ``*`` and then a DNS
+    label, or ``*-`` and then one (``*foo``, ``*-foo``), 63 characters in all at most."""
+    fragment = first[1:]
+    label = fragment[1:] if fragment.startswith("-") else fragment
+    if (
+        "*" in fragment
+        or not fragment.isascii()
+        or len(first) > MAX_LABEL
+        or not DNS_LABEL.match(label)
+    ):
+        raise InvalidHost(
+            raw,
+            f"first label {first!r} must be '*', or '*' followed by a-z, 0-9 and '-' (not at "
+            "the end), as in '*.example.com' or '*api.example.com'",
+        )
 
 
 def _to_a_labels(raw: str, base: str) -> str:
@@ -106,12 +135,30 @@ def is_ip(name: str) -> bool:
 
 
 def is_wildcard(host: str) -> bool:
-    return host.startswith(WILDCARD_PREFIX)
+    """True for ``*.example.com`` and for a partial wildcard such as ``*foo.example.com``."""
+    return host.startswith("*")
+
+
+def is_partial_wildcard(host: str) -> bool:
+    return host.startswith("*") and not host.startswith(WILDCARD_PREFIX)
 
 
 def base_name(host: str) -> str:
-    """The part of a wildcard after ``*.``; an exact host is its own base."""
-    return host[2:] if host.startswith(WILDCARD_PREFIX) else host
+    """What every name a wildcard matches ends with, without the leading dot: ``example.com``
+    for ``*.example.com``, ``foo.example.com`` for ``*foo.example.com``. An exact host is its own
+    base."""
+    if host.startswith(WILDCARD_PREFIX):
+        return host[2:]
+    return host[1:] if host.startswith("*") else host
+
+
+def wildcard_parent(host: str) -> str:
+    """The domain strictly inside which every name a wildcard matches lies: ``example.com`` for
+    both ``*.example.com`` and ``*foo.example.com``; "" (the root) for ``*foo``."""
+    if host.startswith(WILDCARD_PREFIX):
+        return host[2:]
+    dot = host.find(".")
+    return "" if dot == -1 else host[dot + 1 :]
 
 
 def parents(name: str) -> Iterator[str]:
@@ -124,9 +171,9 @@ def parents(name: str) -> Iterator[str]:
 
 def covers(pattern: str, host: str) -> bool:
     """True when every name ``host`` matches is also matched by ``pattern`` (Istio SubsetOf)."""
-    if not pattern.startswith(WILDCARD_PREFIX):
+    if not pattern.startswith("*"):
         return pattern == host
-    if host.startswith(WILDCARD_PREFIX) and len(host) < len(pattern):
+    if host.startswith("*") and len(host) < len(pattern):
         return False
     return host.endswith(pattern[1:])
 
@@ -137,9 +184,13 @@ def overlaps(a: str, b: str) -> bool:
 
 
 def is_under(host: str, domain: str) -> bool:
-    """True when the exact or wildcard ``host`` lies inside ``domain`` (or is ``domain``)."""
+    """True when every name the exact or wildcard ``host`` matches lies inside ``domain`` (or is
+    ``domain``). A partial wildcard's first label may reach outside: ``*cluster.local`` also
+    matches ``xcluster.local``."""
     base = base_name(host)
-    return base == domain or base.endswith("." + domain)
+    if base.endswith("." + domain):
+        return True
+    return base == domain and not is_partial_wildcard(host)
 
 
 def kubernetes_names(name: str, namespace: str, cluster_domain: str) -> tuple[str, str, str]:
@@ -157,12 +208,22 @@ def _public_suffixes() -> PublicSuffixList:
     return PublicSuffixList(only_icann=True, accept_unknown=False)
 
 
+def is_public_suffix(name: str) -> bool:
+    """True for a name on the public suffix list (ICANN section): com, co.uk, dev."""
+    return bool(_public_suffixes().is_public(name))
+
+
 def public_suffix_of_wildcard(host: str) -> str | None:
     """The public suffix a wildcard sits at or above, or None when it sits under a registrable
-    domain. ``*.com`` -> ``com``; ``*.co.uk`` -> ``co.uk``; ``*.stripe.com`` -> None."""
-    if not host.startswith(WILDCARD_PREFIX):
+    domain. ``*.com`` -> ``com``; ``*.co.uk`` -> ``co.uk``; ``*.stripe.com`` -> None. A partial
+    wildcard's first label spans registrable domains when its parent is a public suffix:
+    ``*oogle.com`` -> ``com`` (it matches google.com and notgoogle.com); one of a single label
+    sits above every suffix: ``*foo`` -> "" (the root)."""
+    if not host.startswith("*"):
         return None
-    base = host[2:]
+    base = wildcard_parent(host)
+    if not base:
+        return ""
     psl = _public_suffixes()
     if psl.is_public(base):
         return base

@@ -8,6 +8,7 @@ with the global rules once, at parse time, so the hot path only picks the first 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -67,6 +68,50 @@ class HostRules:
     denied: tuple[str, ...] = ()
     wildcards: Action = Action.ALLOW
     public_suffix_wildcards: Action = Action.DENY
+    # Istio accepts *foo.example.com with a warning: it matches any name ending in
+    # "foo.example.com", across labels (xfoo.example.com, a.foo.example.com).
+    partial_wildcards: Action = Action.WARN
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Where no entry's traffic should go unless the cluster admin says so (DESIGN section 2): the
+# link-local ranges that hold the cloud metadata servers (169.254.169.254, and fe80::/10), loopback,
+# "this network", AWS's IPv6 metadata address, and the metadata servers' names.
+DEFAULT_DENIED_TARGETS = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "127.0.0.0/8",
+    "::1/128",
+    "0.0.0.0/8",
+    "fd00:ec2::254/128",
+    "metadata.google.internal",
+    "metadata.azure.internal",
+)
+
+
+def looks_like_an_address(item: str) -> bool:
+    """An IP or a CIDR, as a policy's targets list it (a host name never holds '/' or ':', and
+    is never digits and dots only)."""
+    return "/" in item or ":" in item or item.replace(".", "").isdigit()
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """Where an entry's traffic may go: its endpoints' addresses and its addresses."""
+
+    denied_networks: tuple[Network, ...] = tuple(
+        ipaddress.ip_network(item) for item in DEFAULT_DENIED_TARGETS if looks_like_an_address(item)
+    )
+    denied_hosts: tuple[str, ...] = tuple(
+        item for item in DEFAULT_DENIED_TARGETS if not looks_like_an_address(item)
+    )
+    # A CIDR shorter than this opens a large part of the address space: /8 is a whole private
+    # network such as 10.0.0.0/8, and /32 is the shortest prefix an IPv6 provider allocation
+    # has (RIPE's minimum for a local internet registry).
+    min_prefix_ipv4: int = 8
+    min_prefix_ipv6: int = 32
+    action: Action = Action.DENY
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +147,7 @@ class Rules:
     conflicts: Conflicts = Conflicts()
     defaults: Defaults = Defaults()
     audit: AuditSettings = AuditSettings()
+    targets: Targets = Targets()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +247,9 @@ spec:
   hosts:
     allowed: []                      # empty or absent: any external host may be registered
     denied: []
-    wildcards: Allow                 # Allow | Deny
+    wildcards: Allow                 # Allow | Warn | Deny
     publicSuffixWildcards: Deny      # WildcardTooBroad
+    partialWildcards: Warn           # PartialWildcard: *foo.example.com
   conflicts:                         # each: Deny | Warn | Allow
     kubernetesService: Deny
     kubernetesServiceSameNamespace: Warn
@@ -216,6 +263,11 @@ spec:
       matchLabels: {team: payments}
     hosts: {allowed: ["*.stripe.com"]}   # adds to the global allowed list
     mode: Warn                       # any field of spec except clusterDomain may be overridden
+  targets:                           # where the entry's traffic goes: endpoints and addresses
+    denied: [169.254.0.0/16, "fe80::/10", 127.0.0.0/8, "::1/128", 0.0.0.0/8, "fd00:ec2::254/128",
+             metadata.google.internal, metadata.azure.internal]   # CIDRs, IPs or host patterns
+    minPrefixLength: {ipv4: 8, ipv6: 32}
+    action: Deny                     # Deny | Warn | Allow, for TargetDenied and TargetTooBroad
   defaults:                          # applied by the mutating webhook, only where absent
     location: MESH_EXTERNAL          # null: leave alone
     resolution: Auto                 # Auto | NONE | STATIC | DNS | DNS_ROUND_ROBIN | null
@@ -271,6 +323,7 @@ _SPEC_FIELDS = {
     "defaults",
     "audit",
     "scan",
+    "targets",
 }
 # A namespace rule may override any field of spec except these, which are mesh-wide.
 _MESH_WIDE = {"clusterDomain", "namespaces", "scan"}
@@ -458,6 +511,7 @@ class _Checker:
             conflicts=self.conflicts(spec.get("conflicts"), f"{path}.conflicts", base),
             defaults=self.defaults(spec.get("defaults", _MISSING), f"{path}.defaults", base),
             audit=self.audit(spec.get("audit"), f"{path}.audit", base),
+            targets=self.targets(spec.get("targets"), f"{path}.targets", base, merge),
         )
 
     def exemptions(self, value: object, path: str, base: Rules, merge: bool) -> Exemptions:
@@ -479,7 +533,9 @@ class _Checker:
 
     def host_rules(self, value: object, path: str, base: Rules, merge: bool) -> HostRules:
         spec = self.mapping(
-            value, path, {"allowed", "denied", "wildcards", "publicSuffixWildcards"}
+            value,
+            path,
+            {"allowed", "denied", "wildcards", "publicSuffixWildcards", "partialWildcards"},
         )
         if spec is None:
             return base.hosts
@@ -502,7 +558,79 @@ class _Checker:
                     old.public_suffix_wildcards.value,
                 )
             ),
+            partial_wildcards=Action(
+                self.enum(
+                    spec.get("partialWildcards"),
+                    f"{path}.partialWildcards",
+                    actions,
+                    old.partial_wildcards.value,
+                )
+            ),
         )
+
+    def targets(self, value: object, path: str, base: Rules, merge: bool) -> Targets:
+        """The targets section; a namespace rule adds to the global denied list."""
+        spec = self.mapping(value, path, {"denied", "minPrefixLength", "action"})
+        old = base.targets
+        if spec is None:
+            return old
+        networks, names = list(old.denied_networks), list(old.denied_hosts)
+        if "denied" in spec:
+            if not merge:  # the global list replaces the built-in one; a namespace's adds to it
+                networks, names = [], []
+            for i, item in enumerate(self.string_list(spec["denied"], f"{path}.denied") or ()):
+                target = self.target(item, f"{path}.denied[{i}]")
+                if isinstance(target, str):
+                    names.append(target)
+                elif target is not None:
+                    networks.append(target)
+        prefix = (
+            self.mapping(spec.get("minPrefixLength"), f"{path}.minPrefixLength", {"ipv4", "ipv6"})
+            or {}
+        )
+        return Targets(
+            denied_networks=tuple(dict.fromkeys(networks)),
+            denied_hosts=_unique(tuple(names)),
+            min_prefix_ipv4=self.prefix_length(
+                prefix.get("ipv4"), f"{path}.minPrefixLength.ipv4", 32, old.min_prefix_ipv4
+            ),
+            min_prefix_ipv6=self.prefix_length(
+                prefix.get("ipv6"), f"{path}.minPrefixLength.ipv6", 128, old.min_prefix_ipv6
+            ),
+            action=Action(
+                self.enum(spec.get("action"), f"{path}.action", tuple(Action), old.action.value)
+            ),
+        )
+
+    def target(self, item: str, path: str) -> Network | str | None:
+        """A denied target: a CIDR, an IP (a network of one address) or a host pattern."""
+        if looks_like_an_address(item):
+            try:
+                return ipaddress.ip_network(item)
+            except ValueError as exc:
+                self.error(
+                    path,
+                    f"expected a CIDR such as 169.254.0.0/16, an IP or a host pattern, got "
+                    f"{item!r} ({exc})",
+                )
+                return None
+        try:
+            return hosts.normalize(item)
+        except hosts.InvalidHost as exc:
+            self.error(
+                path,
+                f"expected a CIDR such as 169.254.0.0/16, an IP or a host pattern, got {item!r} "
+                f"({exc.reason})",
+            )
+            return None
+
+    def prefix_length(self, value: object, path: str, bits: int, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bits:
+            self.error(path, f"expected a prefix length from 0 to {bits}, got {_describe(value)}")
+            return default
+        return value
 
     def conflicts(self, value: object, path: str, base: Rules) -> Conflicts:
         spec = self.mapping(value, path, set(_CONFLICT_FIELDS))

@@ -15,18 +15,26 @@ and swaps it in whole. Its indexes make a lookup cost the same for 100 entries a
   saves about 20 MB;
 - ``objects``: every other object (ServiceEntries, and Services as istiod may list them from
   another cluster, whose names do not follow from this cluster's domain) by (kind, namespace,
-  name).
+  name);
+- ``cluster_ips``: every Service's cluster IP -> (namespace, name), for the targets rules;
+- ``partials``: the partial wildcards (``*foo.example.com``) registered, by the domain they lie
+  in (``example.com``). They are rare, so a lookup reads this table only when it is not empty.
 
 ``claims`` shows both tables as one mapping of ``Claim`` values, for the callers that list or
 fetch objects.
 
 An exact host is checked with one read plus one read per parent domain (the wildcards that might
 cover it), and one more when it has the shape of a Service's name; a wildcard adds one read of
-``under``, and a walk of the Services it covers when it lies in the cluster's domain.
+``under``, and a walk of the Services it covers when it lies in the cluster's domain. A partial
+wildcard walks the names in its parent domain and keeps those it covers, counting the others
+against the request's budget. A single-label host is looked up in each namespace it is visible
+in (every namespace, for an entry exported to all): the one lookup that grows with the cluster,
+by namespaces rather than entries.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -78,16 +86,19 @@ def owners_of(value: Owners | None) -> tuple[Claim, ...]:
     return (value,) if type(value) is Claim else value  # type: ignore[return-value]
 
 
-# What a Service carries besides its namespace and name: (exportTo, source). Shared: nearly every
-# Service of a cluster has the same one.
-Profile = tuple[tuple[str, ...] | None, str]
+# What a Service carries besides its namespace and name: (exportTo, source, cluster IPs). Shared
+# when it has no cluster IP (headless, or from manifests without one): nearly every such Service
+# of a cluster has the same one.
+Profile = tuple[tuple[str, ...] | None, str, tuple[str, ...]]
 Services = Mapping[str, Mapping[str, Profile]]
 _PROFILES: dict[Profile, Profile] = {}
 _PROFILES_MAX = 4096  # distinct exportTo annotations are few; past this, simply not shared
 
 
 def _profile(claim: Claim) -> Profile:
-    profile = (claim.export_to, claim.source)
+    profile = (claim.export_to, claim.source, claim.cluster_ips)
+    if claim.cluster_ips:
+        return profile  # its own: cluster IPs are unique to a Service
     shared = _PROFILES.get(profile)
     if shared is not None:
         return shared
@@ -120,6 +131,7 @@ def service_claim_of(namespace: str, name: str, profile: Profile, cluster_domain
         hosts=(f"{name}.{namespace}.svc.{cluster_domain}",),
         export_to=profile[0],
         source=profile[1],
+        cluster_ips=profile[2],
     )
 
 
@@ -188,17 +200,21 @@ class Snapshot:
     service_count: int = 0
     skipped: tuple[Skipped, ...] = ()
     generation: int = 0
+    cluster_ips: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    partials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def claims(self) -> ClaimsView:
         """Every object, Services included, by (kind, namespace, name)."""
         return ClaimsView.of(self)
 
-    def matches(self, host: str) -> Iterator[Match]:
+    def matches(self, host: str, budget: list[int] | None = None) -> Iterator[Match]:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
-        then (for a wildcard host) the names it covers. Lazy, so a caller may stop early."""
+        then (for a wildcard host) the names it covers. Lazy, so a caller may stop early. A
+        partial wildcard host takes one off ``budget`` for each name it examines and does not
+        cover (the caller counts the matches), and stops when it is spent."""
         names = self.names
-        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
+        wildcard = host.startswith("*")
         if not wildcard:
             service = self._service_of_fqdn(host)
             if service is not None:
@@ -218,15 +234,53 @@ class Snapshot:
             if value is not None:
                 for owner in owners_of(value):
                     yield Match(key, owner, Relation.COVERED_BY)
-        if wildcard:
-            for key, owner in self.names_under(base):
-                yield Match(key, owner, Relation.COVERS)
-            yield from self._aliases_under(base)
+        if self.partials:
+            yield from self._partials_covering(host, base)
+        if not wildcard:
+            return
+        parent = hosts.wildcard_parent(host)
+        if hosts.is_partial_wildcard(host):
+            yield from self._covered_by_partial(host, parent, budget)
+            return
+        for key, owner in self.names_under(parent):
+            yield Match(key, owner, Relation.COVERS)
+        yield from self._aliases_under(parent)
+
+    def _partials_covering(self, host: str, base: str) -> Iterator[Match]:
+        """Registered partial wildcards that cover ``host``: they lie in one of its parent
+        domains, or at the root."""
+        partials = self.partials
+        for parent in itertools.chain(hosts.parents(base), ("",)):
+            for key in partials.get(parent, ()):
+                if key != host and hosts.covers(key, host):
+                    for owner in owners_of(self.names.get(key)):
+                        yield Match(key, owner, Relation.COVERED_BY)
+
+    def _covered_by_partial(
+        self, host: str, parent: str, budget: list[int] | None
+    ) -> Iterator[Match]:
+        """What a partial wildcard covers: the names and aliases in its parent domain that end
+        with its suffix."""
+        candidates = itertools.chain(
+            (Match(key, owner, Relation.COVERS) for key, owner in self.names_under(parent)),
+            self._aliases_under(parent),
+        )
+        for match in candidates:
+            if match.key != host and hosts.covers(host, match.key):
+                yield match
+            elif budget is not None:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    return
 
     def names_under(self, domain: str) -> Iterator[tuple[str, Claim]]:
-        """(name, owner) for every registered name strictly inside ``domain``, Services'
-        FQDNs included."""
+        """(name, owner) for every registered name strictly inside ``domain`` (every name, for
+        the root ""), Services' FQDNs included."""
         names = self.names
+        if not domain:
+            for key, value in names.items():
+                for owner in owners_of(value):
+                    yield key, owner
         for key in self.under.get(domain, ()):
             for owner in owners_of(names.get(key)):
                 yield key, owner
@@ -240,7 +294,7 @@ class Snapshot:
 
     def _namespaces_under(self, domain: str, zone: str) -> Iterable[str]:
         """The namespaces whose Services' FQDNs lie strictly inside ``domain``."""
-        if domain == zone or zone.endswith("." + domain):
+        if not domain or domain == zone or zone.endswith("." + domain):
             return self.services  # the zone or a domain above it: every Service
         if domain.endswith("." + zone):
             namespace = domain[: -len(zone) - 1]
@@ -293,7 +347,10 @@ class Snapshot:
         ``*.ns.svc`` and ``*.svc`` cover ``name.ns.svc``. The Services come from the names under
         their namespace's zone, each the FQDN of its Service."""
         dot = domain.find(".")
-        if dot == -1:
+        if not domain:  # the root: every alias
+            yield from self._service_aliases(None, "")
+            yield from self._service_aliases(None, ".svc")
+        elif dot == -1:
             yield from self._service_aliases(domain, "")
             if domain == "svc":
                 yield from self._service_aliases(None, ".svc")
@@ -337,6 +394,34 @@ class Snapshot:
         """Services whose short name ``label`` is an alias inside ``namespace``."""
         service = self._service(namespace, label)
         return (service,) if service is not None else ()
+
+    def services_called(
+        self, label: str, namespaces: Iterable[str] | None = None
+    ) -> Iterator[Claim]:
+        """The Services named ``label`` in ``namespaces`` (None: in every namespace): the ones
+        whose short name ``label`` is, for the proxies of their namespace."""
+        for namespace in self.namespace_names() if namespaces is None else namespaces:
+            service = self._service(namespace, label)
+            if service is not None:
+                yield service
+
+    def namespace_names(self) -> Iterator[str]:
+        """Every namespace the registry knows of: those listed, and those holding Services."""
+        yield from self.namespaces
+        for namespace in self.services:
+            if namespace not in self.namespaces:
+                yield namespace
+
+    def has_namespace(self, namespace: str) -> bool:
+        return namespace in self.namespaces or namespace in self.services
+
+    def service_with_ip(self, ip: str) -> Claim | None:
+        """The Service whose cluster IP ``ip`` (compressed form) is, if any."""
+        ref = self.cluster_ips.get(ip)
+        if ref is None:
+            return None
+        service = self._service(ref[0], ref[1])
+        return service if service is not None and ip in service.cluster_ips else None
 
     def labels_of(self, namespace: str) -> Labels:
         return self.namespaces.get(namespace, frozenset())
@@ -382,6 +467,8 @@ class RegistryBuilder:
         self.namespaces: dict[str, Labels] = {}
         self.skipped: dict[ClaimKey, Skipped] = {}
         self.generation = 0
+        self.cluster_ips: dict[str, tuple[str, str]] = {}
+        self.partials: dict[str, tuple[str, ...]] = {}
 
     @property
     def claims(self) -> ClaimsView:
@@ -396,6 +483,8 @@ class RegistryBuilder:
             self.services = {ns: dict(table) for ns, table in self.services.items()}
             self.namespaces = dict(self.namespaces)
             self.skipped = dict(self.skipped)
+            self.cluster_ips = dict(self.cluster_ips)
+            self.partials = dict(self.partials)
             self._shared = False
 
     @property
@@ -584,6 +673,37 @@ class RegistryBuilder:
         self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
+        self.partials = {}
+        for name in names:
+            if hosts.is_partial_wildcard(name):
+                self._add_partial(name)
+        self.cluster_ips = {}
+        for claim in held.values():
+            self._add_ips(claim.cluster_ips, claim.namespace, claim.name)
+        for namespace, table in services.items():
+            for name, profile in table.items():
+                self._add_ips(profile[2], namespace, name)
+
+    def _add_ips(self, ips: tuple[str, ...], namespace: str, name: str) -> None:
+        for ip in ips:
+            self.cluster_ips[ip] = (namespace, name)
+
+    def _drop_ips(self, ips: tuple[str, ...], namespace: str, name: str) -> None:
+        for ip in ips:
+            if self.cluster_ips.get(ip) == (namespace, name):
+                del self.cluster_ips[ip]
+
+    def _add_partial(self, name: str) -> None:
+        parent = hosts.wildcard_parent(name)
+        self.partials[parent] = (*self.partials.get(parent, ()), name)
+
+    def _drop_partial(self, name: str) -> None:
+        parent = hosts.wildcard_parent(name)
+        left = tuple(key for key in self.partials.get(parent, ()) if key != name)
+        if left:
+            self.partials[parent] = left
+        else:
+            self.partials.pop(parent, None)
 
     # --- claims ----------------------------------------------------------------------------
 
@@ -603,6 +723,7 @@ class RegistryBuilder:
     def put_claim(self, claim: Claim) -> None:
         self._own()
         self.remove_claim(claim.key)
+        self._add_ips(claim.cluster_ips, claim.namespace, claim.name)
         if _hold(claim, self.objects, self.services, self.cluster_domain):
             self.service_count += 1
             return
@@ -612,6 +733,8 @@ class RegistryBuilder:
                 self.names[name] = claim
                 for domain in _domains_above(name):
                     self._domain(domain)[name] = None
+                if hosts.is_partial_wildcard(name):
+                    self._add_partial(name)
             else:
                 self.names[name] = (*owners_of(existing), claim)
 
@@ -619,14 +742,17 @@ class RegistryBuilder:
         self._own()
         if key[0] == claims_mod.SERVICE:
             table = self.services.get(key[1])
-            if table is not None and table.pop(key[2], None) is not None:
+            profile = table.pop(key[2], None) if table is not None else None
+            if table is not None and profile is not None:
                 self.service_count -= 1
+                self._drop_ips(profile[2], key[1], key[2])
                 if not table:
                     del self.services[key[1]]
                 return
         claim = self.objects.pop(key, None)
         if claim is None:
             return
+        self._drop_ips(claim.cluster_ips, claim.namespace, claim.name)
         for name in self._names_of(claim):
             left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
@@ -635,6 +761,8 @@ class RegistryBuilder:
             self.names.pop(name, None)
             for domain in _domains_above(name):
                 self._domain(domain).pop(name, None)
+            if hosts.is_partial_wildcard(name):
+                self._drop_partial(name)
 
     def snapshot(self) -> Snapshot:
         self.generation += 1
@@ -650,6 +778,8 @@ class RegistryBuilder:
             namespaces=self.namespaces,
             skipped=tuple(self.skipped.values()),
             generation=self.generation,
+            cluster_ips=self.cluster_ips,
+            partials=self.partials,
         )
 
 

@@ -102,17 +102,41 @@ def internal_error(error: str) -> Verdict:
 
 
 def _not_judged(req: admission.AdmissionRequest) -> str | None:
-    """Why a request is allowed without looking at it, or None when it must be judged."""
-    if req.group != claims.ISTIO_GROUP or req.kind != claims.SERVICE_ENTRY:
-        return f"{req.kind or 'object'} is not a ServiceEntry"
+    """Why a request is allowed without looking at it, or None when it must be judged.
+
+    Only an UPDATE that leaves the spec as it was is let through unjudged: it changes nothing
+    in the registry (labels, annotations, finalizers going from an object being deleted), and
+    must never be blocked. An object being deleted is judged like any other when its spec
+    changes: a finalizer nobody removes would otherwise let any host onto it."""
     if req.operation not in ("CREATE", "UPDATE"):
         return f"{req.operation} is always allowed"
-    obj = req.object or {}
-    meta = obj.get("metadata")
-    if isinstance(meta, dict) and meta.get("deletionTimestamp"):
-        # Finalizers are removed by UPDATEs of an object that is going away; never block them.
-        return "the ServiceEntry is being deleted"
+    if (
+        req.operation == "UPDATE"
+        and req.old_object is not None
+        and req.object is not None
+        and req.object.get("spec") == req.old_object.get("spec")
+    ):
+        return "the spec did not change"
     return None
+
+
+def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> rules.Age | None:
+    """Where the object stands among the owners of its hosts. A CREATE is the youngest (None:
+    judged against every owner). An UPDATE keeps its creationTimestamp (the API server restores
+    it): the stored object's, else the registry's, else the one in the request."""
+    if req.operation != "UPDATE":
+        return None
+    created = _created(req.old_object)
+    if not created:
+        known = snapshot.get(claims.SERVICE_ENTRY, req.namespace, req.name)
+        created = known.created if known is not None else _created(req.object)
+    return rules.age_of(created, req.namespace, req.name)
+
+
+def _created(obj: Mapping[str, Any] | None) -> str:
+    meta = obj.get("metadata") if obj is not None else None
+    created = meta.get("creationTimestamp") if isinstance(meta, dict) else None
+    return created if isinstance(created, str) else ""
 
 
 def exemption_of(req: admission.AdmissionRequest, namespace_rules: Rules) -> str | None:
@@ -207,7 +231,12 @@ def validate(
         return unavailable("registry")
     namespace_rules, claim = _claim(req, policy, snapshot)
     ctx = rules.context_for(
-        claim, name=req.name, rules=namespace_rules, snapshot=snapshot, policy=policy
+        claim,
+        name=req.name,
+        rules=namespace_rules,
+        snapshot=snapshot,
+        skip=rules.younger_than(_age(req, snapshot)),
+        policy=policy,
     )
     findings = rules.evaluate(claim, ctx)
     exemption = exemption_of(req, namespace_rules) if findings else None  # unused when clean

@@ -8,6 +8,7 @@ other owner and the way out.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
@@ -15,7 +16,7 @@ from typing import NamedTuple
 
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
-from webhook.policy import Action, Policy, Rules
+from webhook.policy import Action, Network, Policy, Rules
 from webhook.registry import Match, Relation, Snapshot, service_fqdn
 
 
@@ -26,12 +27,15 @@ class Code(StrEnum):
     HOST_DENIED = "HostDenied"
     WILDCARD_NOT_ALLOWED = "WildcardNotAllowed"
     WILDCARD_TOO_BROAD = "WildcardTooBroad"
+    PARTIAL_WILDCARD = "PartialWildcard"
     RESERVED_CLUSTER_DOMAIN = "ReservedClusterDomain"
     CONFLICT_KUBERNETES_SERVICE = "ConflictKubernetesService"
     SHADOWS_KUBERNETES_SERVICE = "ShadowsKubernetesService"
     CONFLICT_SERVICE_ENTRY = "ConflictServiceEntry"
     DUPLICATE_HOST = "DuplicateHost"
     WILDCARD_OVERLAP = "WildcardOverlap"
+    TARGET_DENIED = "TargetDenied"
+    TARGET_TOO_BROAD = "TargetTooBroad"
     POLICY_UNAVAILABLE = "PolicyUnavailable"
     INTERNAL_ERROR = "InternalError"
     ROLLOUT_PROBE = "RolloutProbe"
@@ -102,8 +106,8 @@ class Context(NamedTuple):
     rules: Rules
     snapshot: Snapshot
     visibility: frozenset[str]  # namespaces that can see it; "*" in it means all
-    # Owners to leave out besides the object itself: the scan leaves out ServiceEntries younger
-    # than the one it judges, because the oldest owner of a host is the rightful one.
+    # Owners to leave out besides the object itself: ServiceEntries younger than the one judged
+    # (see ``younger_than``), because the oldest owner of a host is the rightful one.
     skip: Callable[[Claim], bool] | None = None
     # Registered names this request may still examine (one shared, mutable count).
     budget: list[int] | None = None
@@ -147,6 +151,38 @@ def context_for(
         budget=[MAX_MATCHES_PER_REQUEST],
         export_default_of=lookup,
     )
+
+
+# --- age: the oldest owner of a host is the rightful one ----------------------------------
+
+Age = tuple[str, str, str]
+
+
+def age_of(created: str, namespace: str, name: str) -> Age:
+    """Where an entry stands among the owners of its hosts, oldest first. creationTimestamp is
+    RFC 3339 in UTC with a Z, so text order is time order; an entry without one (from manifests)
+    sorts last. Ties (the timestamp counts whole seconds) go to the namespace, then the name:
+    Istio's SortServicesByCreationTime breaks them by hostname and then namespace, which for
+    the owners of one hostname is the namespace."""
+    return (created or "9999", namespace, name)
+
+
+def claim_age(claim: Claim) -> Age:
+    return age_of(claim.created, claim.namespace, claim.name)
+
+
+def younger_than(age: Age | None) -> Callable[[Claim], bool] | None:
+    """The owners an entry of ``age`` is not judged against: the ServiceEntries younger than it
+    (Services always win, whatever their age). None, for an entry being created: it is the
+    youngest, and judged against every owner. Admission (CREATE and UPDATE), ``check`` and the
+    scan all ask this one function."""
+    if age is None:
+        return None
+
+    def younger(owner: Claim) -> bool:
+        return owner.kind == SERVICE_ENTRY and claim_age(owner) > age
+
+    return younger
 
 
 def finding_of(
@@ -205,11 +241,12 @@ def render_export_to(export_to: Iterable[str] | None, default: Iterable[str]) ->
 # --- the rules -------------------------------------------------------------------------------
 
 
-def host_denied(host: str, ctx: Context) -> Iterator[Finding]:
-    """A denied pattern that matches the host, or that a wildcard host would reach into."""
+def host_denied(host: str, ctx: Context, *, subject: str = "") -> Iterator[Finding]:
+    """A denied pattern that matches the host, or that a wildcard host would reach into.
+    ``subject`` names an endpoint judged like a host ("" for a host)."""
     for pattern in ctx.rules.hosts.denied:
         if hosts.covers(pattern, host):
-            what = f'host "{host}" matches "{pattern}"'
+            what = f'{subject or "host"} "{host}" matches "{pattern}"'
         elif hosts.covers(host, pattern):
             what = f'wildcard host "{host}" covers "{pattern}"'
         else:
@@ -223,11 +260,11 @@ def host_denied(host: str, ctx: Context) -> Iterator[Finding]:
         return
 
 
-def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
+def host_not_allowed(host: str, ctx: Context, *, subject: str = "") -> Iterator[Finding]:
     allowed = ctx.rules.hosts.allowed
-    # Inside the cluster domain the Kubernetes rules govern, not the allowed list; so they do for
-    # the short names of an existing Service (name.ns, name.ns.svc, or name in its namespace).
-    if not allowed or hosts.is_under(host, ctx.cluster_domain) or _names_a_service(host, ctx):
+    # Kubernetes names (the cluster domain, the short forms of Services' names, a Service's
+    # short name) are governed by the Kubernetes rules, not the allowed list.
+    if not allowed or _kubernetes_name(host, ctx):
         return
     if any(hosts.covers(pattern, host) for pattern in allowed):
         return
@@ -236,16 +273,23 @@ def host_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
         Code.HOST_NOT_ALLOWED,
         host,
         Action.DENY,
-        f'host "{host}" is outside the allowed domains ({shown}) for namespace {ctx.namespace}; '
-        "ask the cluster admin to allow it in the ServiceEntryPolicy",
+        f'{subject or "host"} "{host}" is outside the allowed domains ({shown}) for namespace '
+        f"{ctx.namespace}; ask the cluster admin to allow it in the ServiceEntryPolicy",
     )
 
 
-def _names_a_service(host: str, ctx: Context) -> bool:
-    snapshot = ctx.snapshot
+def _kubernetes_name(host: str, ctx: Context) -> bool:
+    """True for the names the Kubernetes rules govern: anything in the cluster domain, the
+    reserved short forms (``name.ns.svc``, ``name.ns`` of an existing namespace that is not a
+    public suffix), and a single label that is a visible Service's short name."""
+    if hosts.is_under(host, ctx.cluster_domain):
+        return True
+    form = reserved_form(host, ctx)
+    if form is not None:
+        return not form[1]
     if "." not in host:
-        return bool(snapshot.services_named(ctx.namespace, host))
-    return snapshot.service_of_alias(host) is not None
+        return next(_visible_services_called(host, ctx), None) is not None
+    return ctx.snapshot.service_of_alias(host) is not None
 
 
 def wildcard_not_allowed(host: str, ctx: Context) -> Iterator[Finding]:
@@ -267,53 +311,157 @@ def wildcard_too_broad(host: str, ctx: Context) -> Iterator[Finding]:
     suffix = hosts.public_suffix_of_wildcard(host)
     if suffix is None:
         return
+    where = f'the public suffix "{suffix}"' if suffix else "the root, above every public suffix"
     yield finding_of(
         Code.WILDCARD_TOO_BROAD,
         host,
         action,
-        f'wildcard host "{host}" sits at the public suffix "{suffix}" and would open egress to '
-        "every site under it; list exact hosts, or a wildcard under a domain you own",
+        f'wildcard host "{host}" sits at {where} and would open egress to every site under '
+        "it; list exact hosts, or a wildcard under a domain you own",
     )
+
+
+def partial_wildcard(host: str, ctx: Context) -> Iterator[Finding]:
+    """``*foo.example.com``: Istio accepts it with a warning; it matches across labels."""
+    action = ctx.rules.hosts.partial_wildcards
+    if action is Action.ALLOW or not hosts.is_partial_wildcard(host):
+        return
+    suffix = hosts.base_name(host)
+    label = host[1:].split(".", 1)[0]
+    parent = hosts.wildcard_parent(host)
+    wider = f'"*.{parent}"' if parent else "exact hosts"
+    yield finding_of(
+        Code.PARTIAL_WILDCARD,
+        host,
+        action,
+        f'partial wildcard "{host}" matches every name that ends in "{suffix}" ({suffix}, '
+        f"x{suffix}, a.{suffix} ...), not only names under {label}; Istio accepts it with a "
+        f"warning; list the exact hosts, or use {wider}",
+    )
+
+
+# --- names Kubernetes owns -------------------------------------------------------------------
+
+
+def reserved_form(host: str, ctx: Context) -> tuple[str, bool] | None:
+    """Why ``host`` (or a name a wildcard host covers) is reserved for Kubernetes names, and
+    whether a real external name is plausible there (a namespace that is a public suffix), or
+    None. DESIGN section 2: the whole cluster domain; every ``<name>.<ns>.svc``; and
+    ``<name>.<ns>`` where ``<ns>`` is an existing namespace."""
+    domain = ctx.cluster_domain
+    if not host.startswith("*"):
+        if host == domain or host.endswith("." + domain):
+            return f"is in the cluster domain {domain}, which is reserved for Kubernetes", False
+        labels = host.split(".")
+        if len(labels) == 3 and labels[2] == "svc":
+            return (
+                f"has the form <name>.<namespace>.svc, the short name Istio gives Service "
+                f"{labels[1]}/{labels[0]}",
+                False,
+            )
+        if len(labels) == 2 and ctx.snapshot.has_namespace(labels[1]):
+            return _namespace_form(labels[1], f"Service {labels[1]}/{labels[0]}")
+        return None
+    if hosts.overlaps(host, "*." + domain) or hosts.covers(host, domain):
+        return (
+            f"covers names in the cluster domain {domain}, reserved for Kubernetes",
+            False,
+        )
+    if _covers_a_svc_form(host):
+        return (
+            "covers names of the form <name>.<namespace>.svc, the short names Istio gives Services",
+            False,
+        )
+    namespace = _namespace_covered(host, ctx)
+    if namespace is not None:
+        return _namespace_form(namespace, f"the Services of namespace {namespace}")
+    return None
+
+
+def _namespace_form(namespace: str, whose: str) -> tuple[str, bool]:
+    external = hosts.is_public_suffix(namespace)
+    return (
+        f"has the form <name>.<namespace> of the existing namespace {namespace}, the short name "
+        f"Istio gives {whose}",
+        external,
+    )
+
+
+def _covers_a_svc_form(host: str) -> bool:
+    """True when a wildcard matches some ``<name>.<ns>.svc`` (three labels ending in svc):
+    ``*.svc``, ``*.ns.svc``, ``*x.svc`` (a.bx.svc), ``*x.ns.svc`` (ax.ns.svc), and a partial
+    wildcard of one label whose suffix ends "svc" does (``*c``: a.b.svc)."""
+    parent = hosts.wildcard_parent(host)
+    if not parent:
+        return "svc".endswith(host[1:])
+    labels = parent.split(".")
+    return len(labels) <= 2 and labels[-1] == "svc"
+
+
+def _namespace_covered(host: str, ctx: Context) -> str | None:
+    """An existing namespace ``ns`` such that the wildcard matches some ``<name>.<ns>``."""
+    snapshot = ctx.snapshot
+    if host.startswith("*."):
+        base = host[2:]
+        return base if "." not in base and snapshot.has_namespace(base) else None
+    first, dot, rest = host.partition(".")
+    if dot:
+        return rest if "." not in rest and snapshot.has_namespace(rest) else None
+    fragment = first[1:]  # *s: every namespace whose name ends in "s"
+    return next((ns for ns in snapshot.namespace_names() if ns.endswith(fragment)), None)
+
+
+def _own_service_names(ctx: Context) -> Iterator[tuple[str, str, str]]:
+    """(FQDN, name.ns.svc, name.ns) of every Service of the requester's namespace."""
+    zone = f"{ctx.namespace}.svc.{ctx.cluster_domain}"
+    for key, owner in ctx.snapshot.names_under(zone):
+        if (
+            owner.kind == SERVICE
+            and owner.namespace == ctx.namespace
+            and key == service_fqdn(owner, ctx.cluster_domain)
+        ):
+            short = f"{owner.name}.{owner.namespace}"
+            yield key, short + ".svc", short
+
+
+def matches_an_own_service(host: str, ctx: Context) -> bool:
+    """True when ``host`` is a name of a Service of the requester's namespace (its FQDN, or a
+    short form), or a wildcard inside one of its namespace's zones that covers one: the Service
+    rules (ShadowsKubernetesService) govern those, not the reservation."""
+    snapshot = ctx.snapshot
+    namespace = ctx.namespace
+    if not host.startswith("*"):
+        if any(
+            owner.kind == SERVICE and owner.namespace == namespace and host in owner.hosts
+            for owner in snapshot.owners(host)
+        ):
+            return True
+        service = snapshot.service_of_alias(host)
+        return service is not None and service.namespace == namespace
+    zones = (f"{namespace}.svc.{ctx.cluster_domain}", f"{namespace}.svc", namespace)
+    for form, zone in enumerate(zones):
+        if hosts.is_under(host, zone):
+            return any(hosts.covers(host, names[form]) for names in _own_service_names(ctx))
+    return False
 
 
 def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
     action = ctx.rules.conflicts.reserved_cluster_domain
     if action is Action.ALLOW:
         return
-    domain = ctx.cluster_domain
-    zone = "svc." + domain
-    if hosts.is_wildcard(host):
-        reserved = hosts.covers(host, "x." + zone) or hosts.is_under(host, zone)
-        # A wildcard inside the namespace's own zone that covers a Service the namespace owns
-        # matches that Service: the Service rules (ShadowsKubernetesService) govern it.
-        if reserved and _covers_an_own_service(host, ctx, f"{ctx.namespace}.{zone}"):
-            return
-    else:
-        reserved = host in (domain, zone) or host.endswith("." + zone)
-        if reserved and any(
-            owner.kind == SERVICE and owner.namespace == ctx.namespace and host in owner.hosts
-            for owner in ctx.snapshot.owners(host)
-        ):
-            return
-    if reserved:
-        yield finding_of(
-            Code.RESERVED_CLUSTER_DOMAIN,
-            host,
-            action,
-            f'host "{host}" is in the reserved domain {zone} and names no Service of namespace '
-            f"{ctx.namespace}; create the Service, or use a name outside {domain}",
-        )
-
-
-def _covers_an_own_service(host: str, ctx: Context, own_zone: str) -> bool:
-    if not hosts.is_under(host, own_zone):
-        return False
-    domain = ctx.cluster_domain
-    return any(
-        owner.kind == SERVICE
-        and owner.namespace == ctx.namespace
-        and key == service_fqdn(owner, domain)
-        for key, owner in ctx.snapshot.names_under(hosts.base_name(host))
+    form = reserved_form(host, ctx)
+    if form is None or matches_an_own_service(host, ctx):
+        return
+    why, external = form
+    if external:
+        # A namespace named like a public suffix (dev, app): foo.dev may be a real site.
+        action = Action.WARN
+    yield finding_of(
+        Code.RESERVED_CLUSTER_DOMAIN,
+        host,
+        action,
+        f'host "{host}" {why}, and names no Service of namespace {ctx.namespace}; create the '
+        "Service, or use a name Kubernetes does not reserve",
     )
 
 
@@ -323,6 +471,11 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
     fqdn = owner.hosts[0]
     if match.relation is Relation.COVERS:
         what = f'host "{host}" covers "{match.key}", the name of Service {owner.ref}'
+    elif "." not in match.key:
+        what = (
+            f'host "{host}" is the short name of Service {owner.ref} ({fqdn}) for the proxies '
+            f"of namespace {owner.namespace}, where this entry is visible,"
+        )
     elif match.is_alias:
         what = f'host "{host}" is an alias of Service {owner.ref} ({fqdn})'
     else:
@@ -407,22 +560,33 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
     )
 
 
+def _visible_services_called(label: str, ctx: Context) -> Iterator[Claim]:
+    """The Services named ``label`` in the namespaces that can see the entry."""
+    seen = ctx.visibility
+    return ctx.snapshot.services_called(label, None if "*" in seen else sorted(seen))
+
+
 def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
-    """A single-label host is an alias of the Service of that name in the same namespace."""
-    if "." in host:
+    """A single-label host is the short name of the Service of that name in every namespace
+    that has one: Istio gives it to that namespace's proxies as a route domain, and an entry
+    visible there takes it over."""
+    if "." in host or host.startswith("*"):
         return
-    for owner in ctx.snapshot.services_named(ctx.namespace, host):
-        match = Match(host, owner, Relation.EQUAL)
-        finding = kubernetes_service(host, ctx, match)
-        if finding is not None:
-            yield finding
+    found = (
+        kubernetes_service(host, ctx, Match(host, owner, Relation.EQUAL))
+        for owner in _visible_services_called(host, ctx)
+    )
+    yield from _capped(host, (f for f in found if f is not None))
 
 
 def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
     """Every owner in the registry that the host collides with, at most a few per code."""
-    matches = ctx.snapshot.matches(host)
+    budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
+    matches = ctx.snapshot.matches(host, budget)
     first = next(matches, None)
     if first is None:  # the common case, a free host: nothing more to look at
+        if budget[0] < 0:  # a partial wildcard that examined too many names
+            yield _too_many(host)
         return
     conflicts = ctx.rules.conflicts
     if all(
@@ -436,20 +600,11 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
         )
     ):
         return
-    shown: dict[Code, int] = {}
-    seen: set[tuple[Code, tuple[str, str, str]]] = set()
-    budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
+    found: list[Finding] = []
     for match in itertools.chain((first,), matches):
         budget[0] -= 1
         if budget[0] < 0:
-            yield finding_of(
-                Code.TOO_MANY_MATCHES,
-                host,
-                Action.DENY,
-                f'host "{host}" overlaps more than {MAX_MATCHES_PER_REQUEST} registered names '
-                "(with the other hosts of this ServiceEntry); use narrower hosts",
-            )
-            return
+            break
         owner = match.owner
         if (
             owner.kind == SERVICE_ENTRY
@@ -463,34 +618,224 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
             kubernetes_service if owner.kind == SERVICE else service_entry
         )
         finding = judge(host, ctx, match)
-        if finding is None or (finding.code, owner.key) in seen:
+        if finding is not None:
+            found.append(finding)
+    yield from _capped(host, found)
+    if budget[0] < 0:
+        yield _too_many(host)
+
+
+def _too_many(host: str) -> Finding:
+    return finding_of(
+        Code.TOO_MANY_MATCHES,
+        host,
+        Action.DENY,
+        f'host "{host}" overlaps more than {MAX_MATCHES_PER_REQUEST} registered names '
+        "(with the other hosts of this ServiceEntry); use narrower hosts",
+    )
+
+
+def _capped(host: str, findings: Iterable[Finding]) -> Iterator[Finding]:
+    """Each owner once per code, and at most ``MAX_OWNERS_PER_CODE`` owners per code, the rest
+    counted in one more finding of that code."""
+    shown: dict[Code, int] = {}
+    actions: dict[Code, Action] = {}
+    seen: set[tuple[Code, OwnerRef | None]] = set()
+    for finding in findings:
+        owner = finding.owner
+        key = (finding.code, owner._replace(host="") if owner else None)
+        if key in seen:
             continue
-        seen.add((finding.code, owner.key))
+        seen.add(key)
         count = shown.get(finding.code, 0)
         shown[finding.code] = count + 1
+        actions.setdefault(finding.code, finding.action)
         if count < MAX_OWNERS_PER_CODE:
             yield finding
     for code, count in shown.items():
         if count > MAX_OWNERS_PER_CODE:
-            extra = count - MAX_OWNERS_PER_CODE
-            action = _action_for(code, ctx.rules)
             yield finding_of(
                 code,
                 host,
-                action,
-                f'host "{host}" also collides with {extra} more owner(s) like the ones above',
+                actions[code],
+                f'host "{host}" also collides with {count - MAX_OWNERS_PER_CODE} more owner(s) '
+                "like the ones above",
             )
 
 
-def _action_for(code: Code, rules: Rules) -> Action:
-    c = rules.conflicts
-    return {
-        Code.CONFLICT_KUBERNETES_SERVICE: c.kubernetes_service,
-        Code.SHADOWS_KUBERNETES_SERVICE: c.kubernetes_service_same_namespace,
-        Code.CONFLICT_SERVICE_ENTRY: c.service_entry,
-        Code.DUPLICATE_HOST: c.service_entry_same_namespace,
-        Code.WILDCARD_OVERLAP: c.wildcard_overlap,
-    }.get(code, Action.DENY)
+# --- targets: where the entry's traffic goes -----------------------------------------------
+
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, which a target there reaches:
+# IPv4-mapped (::ffff:a.b.c.d), the NAT64 well-known prefix (64:ff9b::a.b.c.d, RFC 6052) and the
+# deprecated IPv4-compatible form (::a.b.c.d).
+_EMBEDDING_V4 = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+
+
+def _networks_of(raw: str) -> tuple[Network, ...] | None:
+    """An IP or CIDR as the networks it reaches (an IPv6 form of an IPv4 address reaches both),
+    or None when it is not one."""
+    try:
+        if "/" in raw:
+            network: Network = ipaddress.ip_network(raw, strict=False)
+        else:
+            network = ipaddress.ip_network(ipaddress.ip_address(raw.split("%", 1)[0]))
+    except ValueError:
+        return None
+    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+        for embedding in _EMBEDDING_V4:
+            if network.subnet_of(embedding) and not (
+                embedding.network_address == ipaddress.IPv6Address("::")
+                and int(network.network_address) <= 1
+            ):
+                low = int(network.network_address) & 0xFFFFFFFF
+                v4 = ipaddress.IPv4Network((low, network.prefixlen - 96))
+                return (network, v4)
+    return (network,)
+
+
+def _looks_like_an_address(raw: str) -> bool:
+    return "/" in raw or ":" in raw or raw.replace(".", "").isdigit()
+
+
+def target_findings(claim: Claim, ctx: Context) -> Iterator[Finding]:
+    """Findings for where the entry's traffic goes: each endpoint address and address, and its
+    hosts when they are resolved as they are (no endpoints)."""
+    targets = ctx.rules.targets
+    for where, raw in claim.targets:
+        if raw.startswith("unix://"):
+            continue  # a socket on the proxy's own host: nothing on the network
+        if _looks_like_an_address(raw):
+            networks = _networks_of(raw)
+            if networks is None:
+                yield _invalid_target(where, raw, "is not a valid IP address or CIDR")
+            elif targets.action is not Action.ALLOW:
+                yield from _address_findings(where, raw, networks, ctx)
+            continue
+        if not where.startswith("spec.endpoints"):
+            yield _invalid_target(where, raw, "is not an IP address or a CIDR")
+            continue
+        try:
+            name = hosts.normalize(raw)
+        except hosts.InvalidHost as exc:
+            yield _invalid_target(
+                where, raw, f"is not an IP, a unix socket or a DNS name: {exc.reason}"
+            )
+            continue
+        if hosts.is_wildcard(name):
+            yield _invalid_target(where, raw, "is a wildcard; an endpoint needs one address")
+            continue
+        subject = f"endpoint ({where})"
+        yield from host_denied(name, ctx, subject=subject)
+        yield from host_not_allowed(name, ctx, subject=subject)
+        yield from _name_target_findings(name, where, f'endpoint "{name}" ({where})', ctx)
+    if claim.resolves_hosts:
+        for host in claim.hosts:
+            what = (
+                f'host "{host}", where this entry\'s traffic goes (it has no endpoints, so the '
+                "name itself is resolved or passed through),"
+            )
+            yield from _name_target_findings(host, "spec.hosts", what, ctx)
+
+
+# RFC 6761: every name under localhost resolves to a loopback address.
+_LOOPBACK = (ipaddress.IPv4Network("127.0.0.1/32"), ipaddress.IPv6Network("::1/128"))
+
+
+def _name_target_findings(name: str, where: str, what: str, ctx: Context) -> Iterator[Finding]:
+    if ctx.rules.targets.action is Action.ALLOW:
+        return
+    if name == "localhost" or name.endswith(".localhost") or hosts.covers(name, "x.localhost"):
+        yield from _address_findings(where, name, _LOOPBACK[:1], ctx)
+        yield from _address_findings(where, name, _LOOPBACK[1:], ctx)
+        return
+    yield from _denied_name(name, what, ctx)
+
+
+def _invalid_target(where: str, raw: str, why: str) -> Finding:
+    return finding_of(
+        Code.INVALID_SPEC,
+        raw[:253],
+        Action.DENY,
+        f"{where} {_quote(raw)} {why}; fix the ServiceEntry",
+    )
+
+
+def _denied_name(name: str, what: str, ctx: Context) -> Iterator[Finding]:
+    """A name matched by a denied target pattern. A single label is also taken for every name
+    a resolver's search domains would make of it: ``metadata`` is metadata.google.internal on
+    GCE."""
+    targets = ctx.rules.targets
+    if targets.action is Action.ALLOW:
+        return
+    for pattern in targets.denied_hosts:
+        if hosts.overlaps(pattern, name) or (
+            "." not in name and not pattern.startswith("*") and pattern.split(".", 1)[0] == name
+        ):
+            yield finding_of(
+                Code.TARGET_DENIED,
+                name,
+                targets.action,
+                f'{what} matches "{pattern}", a target the ServiceEntryPolicy denies; point the '
+                "entry at the real service, or ask the cluster admin",
+            )
+            return
+
+
+def _address_findings(
+    where: str, raw: str, networks: tuple[Network, ...], ctx: Context
+) -> Iterator[Finding]:
+    targets = ctx.rules.targets
+    subject = f'address "{raw}" ({where})'
+    shortest = networks[-1]  # the IPv4 form, when there is one: its prefix is the one that counts
+    minimum = targets.min_prefix_ipv4 if shortest.version == 4 else targets.min_prefix_ipv6
+    if shortest.prefixlen < minimum:
+        yield finding_of(
+            Code.TARGET_TOO_BROAD,
+            raw,
+            targets.action,
+            f"{subject} is a /{shortest.prefixlen}, broader than the /{minimum} the "
+            f"ServiceEntryPolicy allows for IPv{shortest.version} (targets.minPrefixLength); "
+            "list the narrower ranges the service uses",
+        )
+    denied = next((d for n in networks for d in targets.denied_networks if _overlap(n, d)), None)
+    if denied is not None:
+        inside = all(n.subnet_of(denied) for n in networks if n.version == denied.version)  # type: ignore[arg-type]
+        yield finding_of(
+            Code.TARGET_DENIED,
+            raw,
+            targets.action,
+            f"{subject} {'is in' if inside else 'covers'} {denied}, a range the "
+            "ServiceEntryPolicy denies as a target (cloud metadata servers, loopback and the "
+            "like); point the entry at the real service, or ask the cluster admin",
+        )
+    for network in networks:
+        if network.num_addresses != 1:
+            continue
+        service = ctx.snapshot.service_with_ip(network.network_address.compressed)
+        if service is not None:
+            yield finding_of(
+                Code.TARGET_DENIED,
+                raw,
+                targets.action,
+                f"{subject} is the cluster IP of Service {service.ref}, and would send this "
+                "entry's traffic to that Service behind its name; use the Service's own name",
+                OwnerRef(
+                    SERVICE,
+                    service.namespace,
+                    service.name,
+                    network.network_address.compressed,
+                    "*",
+                ),
+            )
+            return
+
+
+def _overlap(a: Network, b: Network) -> bool:
+    return a.version == b.version and a.overlaps(b)
 
 
 _SUMMARIES = {
@@ -506,6 +851,8 @@ _SUMMARIES = {
     Code.DUPLICATE_HOST: "duplicates ServiceEntry {ref}",
     Code.WILDCARD_OVERLAP: "overlaps {key} of ServiceEntry {ref}",
     Code.TOO_MANY_MATCHES: "overlaps too many registered names",
+    Code.PARTIAL_WILDCARD: "is a partial wildcard: it matches across labels",
+    Code.TARGET_TOO_BROAD: "is a range broader than the policy allows",
 }
 
 
@@ -550,7 +897,8 @@ def _quote(raw: object) -> str:
 
 
 def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
-    """All findings for an object: validity first, then each host through every rule.
+    """All findings for an object: validity first, then each host through every rule, then
+    where its traffic goes.
 
     Each rule checks for itself whether it applies; the tests below only skip calling a rule
     that cannot apply to this host, which keeps a clean request to a few microseconds.
@@ -563,7 +911,7 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
     if ctx.budget is None:
         ctx = ctx._replace(budget=[MAX_MATCHES_PER_REQUEST])
     for host in claim.hosts:
-        wildcard = host.startswith(hosts.WILDCARD_PREFIX)
+        wildcard = host.startswith("*")
         if host_rules.denied:
             findings.extend(host_denied(host, ctx))
         if host_rules.allowed:
@@ -571,9 +919,14 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
         if wildcard:
             findings.extend(wildcard_not_allowed(host, ctx))
             findings.extend(wildcard_too_broad(host, ctx))
-        if wildcard or host.endswith(domain):
+            if host[1] != ".":
+                findings.extend(partial_wildcard(host, ctx))
+        # Reserved forms: the cluster domain, name.ns.svc and name.ns (two dots at most).
+        if wildcard or host.endswith(domain) or host.count(".", 0, len(host)) <= 2:
             findings.extend(reserved_cluster_domain(host, ctx))
         if "." not in host:
             findings.extend(short_name_service(host, ctx))
         findings.extend(registry_conflicts(host, ctx))
+    if claim.targets or claim.resolves_hosts:
+        findings.extend(target_findings(claim, ctx))
     return findings

@@ -53,15 +53,10 @@ class Violation:
         }
 
 
-def _age(claim: Claim) -> tuple[str, str, str]:
-    # creationTimestamp is RFC 3339 in UTC with a Z, so text order is time order. An object
-    # without one (from manifests) sorts last; namespace and name break ties deterministically.
-    return (claim.created or "9999", claim.namespace, claim.name)
-
-
 def entries_by_age(snapshot: Snapshot) -> list[Claim]:
     return sorted(
-        (claim for claim in snapshot.objects.values() if claim.kind == SERVICE_ENTRY), key=_age
+        (claim for claim in snapshot.objects.values() if claim.kind == SERVICE_ENTRY),
+        key=rules.claim_age,
     )
 
 
@@ -76,17 +71,12 @@ def scan(
         if pause is not None and index % PAUSE_EVERY == PAUSE_EVERY - 1:
             pause()
         namespace_rules = policy.for_namespace(claim.namespace, snapshot.labels_of(claim.namespace))
-        age = _age(claim)
-
-        def younger(owner: Claim, age: tuple[str, str, str] = age) -> bool:
-            return owner.kind == SERVICE_ENTRY and _age(owner) > age
-
         ctx = rules.context_for(
             claim,
             name=claim.name,
             rules=namespace_rules,
             snapshot=snapshot,
-            skip=younger,
+            skip=rules.younger_than(rules.claim_age(claim)),
             policy=policy,
         )
         exempt = claim.namespace in namespace_rules.exemptions.namespaces

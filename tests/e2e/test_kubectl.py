@@ -153,13 +153,90 @@ def test_deleting_a_service_entry_frees_its_host(plane: ControlPlane) -> None:
     print(f"host free {time.monotonic() - deleted:.3f} s after kubectl delete returned")
 
 
-def test_a_service_created_later_makes_its_name_conflict(plane: ControlPlane) -> None:
+def test_a_future_services_short_name_is_reserved_and_conflicts_once_it_exists(
+    plane: ControlPlane,
+) -> None:
     for ns in ("billing", "team-f"):
         namespace(plane, ns)
-    first = plane.apply(entry("early", "team-f", ["payments.billing"]), "--dry-run=server")
-    assert first.returncode == 0, first.stderr
+    # payments.billing has the form <name>.<namespace> of the existing namespace billing: the
+    # short name a Service payments there will have. Squatting it before it exists is refused.
+    rejected(plane, entry("early", "team-f", ["payments.billing"]), "ReservedClusterDomain")
+    free = plane.apply(
+        entry("early", "team-f", ["payments.billing.example.com"]), "--dry-run=server"
+    )
+    assert free.returncode == 0, free.stderr
     plane.apply(make_service("payments", "billing"), check=True)
     rejected(plane, entry("late", "team-f", ["payments.billing"]), "ConflictKubernetesService")
+
+
+HOLD = "example.com/hold"
+
+
+def test_new_hosts_onto_an_object_being_deleted_are_denied(plane: ControlPlane) -> None:
+    """A finalizer nobody removes keeps a deleted object around; an apply onto it is an UPDATE
+    that must be judged like any other, and removing the finalizer must still work."""
+    for ns in ("team-a", "hold-ns"):
+        namespace(plane, ns)
+    plane.apply(entry("stripe", "team-a", ["api.stripe.com"]), check=True)
+    held = make_service_entry(
+        "held", "hold-ns", ["held.example.com"], metadata={"finalizers": [HOLD]}
+    )
+    plane.apply(held, check=True)
+    plane.kubectl(
+        "delete", "serviceentries.networking.istio.io", "held", "-n", "hold-ns", "--wait=false"
+    )
+    assert get(plane, "hold-ns", "held")["metadata"].get("deletionTimestamp")
+    # Wait until the webhook knows team-a/stripe, so the apply below meets it.
+    rejected(plane, entry("probe", "hold-ns", ["api.stripe.com"]), "ConflictServiceEntry")
+    onto = make_service_entry(
+        "held", "hold-ns", ["api.stripe.com"], metadata={"finalizers": [HOLD]}
+    )
+    result = plane.apply(onto)
+    assert result.returncode != 0, result.stdout
+    assert "ConflictServiceEntry" in result.stderr and "denied the request" in result.stderr
+    assert get(plane, "hold-ns", "held")["spec"]["hosts"] == ["held.example.com"]
+    # Removing the finalizer leaves the spec as it was: never judged, never blocked.
+    plane.kubectl(
+        "patch",
+        "serviceentries.networking.istio.io",
+        "held",
+        "-n",
+        "hold-ns",
+        "--type=merge",
+        "-p",
+        json.dumps({"metadata": {"finalizers": None}}),
+    )
+    started = time.monotonic()
+    while (
+        plane.kubectl(
+            "get", "serviceentries.networking.istio.io", "held", "-n", "hold-ns", check=False
+        ).returncode
+        == 0
+    ):
+        assert time.monotonic() - started < PATIENCE_S, "the object was never deleted"
+        time.sleep(0.1)
+
+
+def test_an_endpoint_at_the_metadata_server_is_denied(plane: ControlPlane) -> None:
+    namespace(plane, "team-t")
+    hidden = entry(
+        "partner",
+        "team-t",
+        ["api.partner.example.com"],
+        resolution="STATIC",
+        endpoints=[{"address": "169.254.169.254"}],
+    )
+    result = plane.apply(hidden)
+    assert result.returncode != 0
+    assert "TargetDenied" in result.stderr and "169.254.0.0/16" in result.stderr
+    fine = entry(
+        "partner",
+        "team-t",
+        ["api.partner.example.com"],
+        resolution="STATIC",
+        endpoints=[{"address": "192.0.2.10"}],
+    )
+    assert plane.apply(fine).returncode == 0
 
 
 def test_registry_command_prints_the_real_clusters_hostnames(plane: ControlPlane) -> None:
