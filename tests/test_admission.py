@@ -17,6 +17,7 @@ from webhook.admission import (
     fit_warnings,
     parse_review,
     peek_uid,
+    repeats_a_key,
     response,
 )
 
@@ -40,6 +41,15 @@ def with_request(**changes: Any) -> dict[str, Any]:
         pytest.param(with_request(object="spec"), "object must be an object", id="object-not-an-object"),
         pytest.param(with_request(requestKind=None, kind=None), "kind", id="no-kind"),
         pytest.param(with_request(namespace=7), "namespace", id="namespace-not-a-string"),
+        pytest.param(with_request(kind={}), "request.kind must be networking.istio.io ServiceEntry", id="an-empty-kind"),
+        pytest.param(with_request(kind={"group": "networking.istio.io", "version": "v1", "kind": None}), "request.kind must be", id="a-kind-of-null"),
+        pytest.param(with_request(requestKind={"group": "networking.istio.io", "version": "v1", "kind": None}), "request.requestKind must be", id="a-request-kind-of-null"),
+        pytest.param(with_request(kind={"group": "networking.istio.io", "version": "v1", "kind": "serviceentry"}), "kind 'serviceentry'", id="a-kind-in-the-wrong-case"),
+        pytest.param(with_request(requestKind={"group": "Networking.Istio.io", "version": "v1", "kind": "ServiceEntry"}), "group 'Networking.Istio.io'", id="a-group-in-the-wrong-case"),
+        pytest.param(with_request(kind={"group": "", "version": "v1", "kind": "Service"}), "the only kind seguard judges", id="another-kind"),
+        pytest.param(with_request(requestKind={"group": "networking.istio.io", "version": "v1", "kind": "VirtualService"}), "request.requestKind", id="a-request-kind-of-another-kind"),
+        pytest.param(with_request(kind={"group": "networking.istio.io", "version": "", "kind": "ServiceEntry"}), "version", id="a-kind-without-a-version"),
+        pytest.param(with_request(kind="ServiceEntry"), "must be an object", id="a-kind-that-is-a-string"),
     ],
 )  # fmt: skip
 def test_malformed_reviews_are_refused_with_the_reason(body: Any, fragment: str) -> None:
@@ -120,3 +130,29 @@ def test_a_long_denial_message_is_cut_with_a_count() -> None:
     message = fit_message([f"host h{i}.example.com is denied [HostDenied]" for i in range(500)])
     assert len(message) <= 3000
     assert "more (see the audit log)" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "repeats"),
+    [
+        pytest.param(b'{"a":1,"b":2}', False, id="distinct-keys"),
+        pytest.param(b'{"a":1,"a":2}', True, id="a-key-twice"),
+        pytest.param(b'{"a":{"x":1,"y":{"x":2}}}', False, id="one-key-in-two-objects"),
+        pytest.param(b'{"a":[{"x":1,"x":1}]}', True, id="a-key-twice-deep-inside-a-list"),
+        pytest.param(b'{"a":"x:y","a":"z"}', True, id="a-repeated-key-whose-first-value-holds-a-colon"),
+        pytest.param(b'{"a": 1, "b" : 2}\n', False, id="spaces-and-a-newline"),
+        pytest.param(b'{"a": 1, "a" : 2}', True, id="a-key-twice-with-spaces"),
+        pytest.param(b'{"\\u0061":1,"a":2}', True, id="a-key-twice-once-escaped"),
+        pytest.param(b'{"a":"\\u003a","b":1}', False, id="an-escaped-colon-in-a-value"),
+        pytest.param(b'{"a":"\\u003a","b":1,"b":2}', True, id="an-escaped-colon-and-a-key-twice"),
+        pytest.param(b'{"a":"\\u003A","b":{"c":1,"c":2}}', True, id="an-upper-case-escaped-colon-and-a-key-twice"),
+        pytest.param(b'{"k":"<&>","k2":"\\u003c"}', False, id="html-escapes-as-go-writes-them"),
+    ],
+)  # fmt: skip
+def test_a_repeated_key_is_found_however_the_json_is_written(body: bytes, repeats: bool) -> None:
+    assert repeats_a_key(body, orjson.loads(body)) is repeats
+
+
+def test_a_review_as_the_api_server_writes_it_repeats_no_key() -> None:
+    body = orjson.dumps(make_review(make_service_entry())) + b"\n"
+    assert repeats_a_key(body, orjson.loads(body)) is False

@@ -25,6 +25,8 @@ REGISTRYZ: list[dict[str, Any]] = [
     {
         "hostname": "ledger.payments.svc.cluster.local",
         "creationTime": "2026-01-01T00:00:00Z",
+        "clusterVIPs": {"Addresses": {"remote": ["10.96.40.3", "fd00:96::40:3"]}},
+        "defaultAddress": "10.96.40.3",
         "Attributes": {
             "ServiceRegistry": "Kubernetes",
             "Name": "ledger",
@@ -96,6 +98,7 @@ def test_registryz_entries_become_claims() -> None:
     ledger = claims[("Service", "payments", "ledger")]
     assert ledger.hosts == ("ledger.payments.svc.cluster.local",)
     assert ledger.aliases == ("ledger.payments", "ledger.payments.svc")
+    assert ledger.cluster_ips == ("10.96.40.3", "fd00:96::40:3")
     partner = claims[("ServiceEntry", "team-r", "partner")]
     assert partner.hosts == ("api.partner.example", "files.partner.example")
     assert partner.export_to == ("*",)
@@ -127,6 +130,14 @@ def test_hosts_only_istiod_knows_count_as_taken(
         snapshot=snapshot,
     )
     assert remote.codes == ("ConflictKubernetesService",)
+    # A remote Service's cluster IP, as istiod lists it, is a Service's: no entry may target it.
+    aimed = make_service_entry(
+        "aimed", "team-b", ["ledger.partner.example"], resolution="STATIC",
+        endpoints=[{"address": "fd00:96::40:3"}],
+    )  # fmt: skip
+    verdict = review.validate(make_request(aimed), policy=make_policy(), snapshot=snapshot)
+    assert verdict.codes == ("TargetDenied",)
+    assert "payments/ledger" in verdict.message
 
 
 def test_another_source_keeps_the_objects_it_holds() -> None:

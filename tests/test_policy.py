@@ -51,12 +51,27 @@ def test_the_built_in_default_is_the_design_document() -> None:
         None,
     )
     assert rules.audit.record_allowed is False
-    [payments] = policy.namespace_rules
-    assert payments.selector.names == frozenset({"payments"})
-    assert payments.selector.match_labels == (("team", "payments"),)
-    assert payments.rules.mode is Mode.WARN
-    assert payments.rules.hosts.allowed == ("*.stripe.com",)
+    assert rules.hosts.partial_wildcards is Action.WARN
+    targets = rules.targets
+    assert [str(n) for n in targets.denied_networks] == [
+        "169.254.0.0/16",
+        "fe80::/10",
+        "127.0.0.0/8",
+        "::1/128",
+        "0.0.0.0/8",
+        "fd00:ec2::254/128",
+    ]
+    assert targets.denied_hosts == ("metadata.google.internal", "metadata.azure.internal")
+    assert (targets.min_prefix_ipv4, targets.min_prefix_ipv6, targets.action) == (
+        8,
+        32,
+        Action.DENY,
+    )
+    # The payments rule of the design's document is an example, not a default.
+    assert policy.namespace_rules == ()
     assert parse_policy_text(DEFAULT_POLICY_YAML).rules == rules
+    # A policy that leaves targets out gets the same built-in targets.
+    assert parse_policy(document(mode="Enforce")).rules.targets == targets
 
 
 @pytest.mark.parametrize(
@@ -90,6 +105,19 @@ def test_the_built_in_default_is_the_design_document() -> None:
         pytest.param({**document(), "apiVersion": "v1"}, "apiVersion", id="wrong-api-version"),
         pytest.param({**document(), "kind": "Policy"}, "kind", id="wrong-kind"),
         pytest.param(["a", "list"], "policy", id="not-an-object"),
+        pytest.param(document(hosts={"partialWildcards": "Sometimes"}), "spec.hosts.partialWildcards", id="bad-partial-wildcards-action"),
+        pytest.param(document(targets={"deny": []}), "spec.targets.deny", id="unknown-targets-field"),
+        pytest.param(document(targets={"denied": ["169.254.0.1/16"]}), "spec.targets.denied[0]", id="a-cidr-with-host-bits"),
+        pytest.param(document(targets={"denied": ["300.1.2.3"]}), "spec.targets.denied[0]", id="not-an-ip"),
+        pytest.param(document(targets={"denied": ["fe80::/129"]}), "spec.targets.denied[0]", id="an-ipv6-prefix-too-long"),
+        pytest.param(document(targets={"denied": ["bad_host.example"]}), "spec.targets.denied[0]", id="not-a-host-pattern"),
+        pytest.param(document(targets={"denied": "169.254.0.0/16"}), "spec.targets.denied", id="denied-not-a-list"),
+        pytest.param(document(targets={"minPrefixLength": {"ipv4": 33}}), "spec.targets.minPrefixLength.ipv4", id="an-ipv4-prefix-over-32"),
+        pytest.param(document(targets={"minPrefixLength": {"ipv6": -1}}), "spec.targets.minPrefixLength.ipv6", id="a-negative-prefix"),
+        pytest.param(document(targets={"minPrefixLength": {"ipv4": True}}), "spec.targets.minPrefixLength.ipv4", id="a-boolean-prefix"),
+        pytest.param(document(targets={"minPrefixLength": {"ipv5": 8}}), "spec.targets.minPrefixLength.ipv5", id="an-unknown-ip-version"),
+        pytest.param(document(targets={"action": "Block"}), "spec.targets.action", id="bad-targets-action"),
+        pytest.param(document(namespaces=[{"selector": {}, "targets": {"action": "Block"}}]), "spec.namespaces[0].targets.action", id="bad-targets-action-per-namespace"),
     ],
 )  # fmt: skip
 def test_bad_policies_name_the_field(doc: Any, path: str) -> None:
@@ -213,3 +241,36 @@ def test_the_digest_follows_the_text() -> None:
     b = parse_policy_text(yaml.safe_dump(document(mode="Audit")))
     assert a.digest != b.digest
     assert len(a.digest) == 64
+
+
+def test_targets_are_read_and_a_namespace_rule_adds_to_them() -> None:
+    policy = parse_policy(
+        document(
+            targets={
+                "denied": ["203.0.113.7", "2001:db8::/32", "*.internal.example", "Vault.Example"],
+                "minPrefixLength": {"ipv4": 16},
+                "action": "Warn",
+            },
+            namespaces=[
+                {
+                    "selector": {"names": ["team-a"]},
+                    "targets": {"denied": ["192.0.2.0/24"], "minPrefixLength": {"ipv6": 48}},
+                }
+            ],
+        )
+    )
+    targets = policy.rules.targets
+    assert [str(n) for n in targets.denied_networks] == ["203.0.113.7/32", "2001:db8::/32"]
+    assert targets.denied_hosts == ("*.internal.example", "vault.example")
+    assert (targets.min_prefix_ipv4, targets.min_prefix_ipv6, targets.action) == (
+        16,
+        32,
+        Action.WARN,
+    )
+    team_a = policy.for_namespace("team-a").targets
+    assert [str(n) for n in team_a.denied_networks] == [
+        "203.0.113.7/32",
+        "2001:db8::/32",
+        "192.0.2.0/24",
+    ]
+    assert (team_a.min_prefix_ipv4, team_a.min_prefix_ipv6, team_a.action) == (16, 48, Action.WARN)

@@ -7,6 +7,7 @@ runs 20,000 each.
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 from typing import Any
 
@@ -24,6 +25,8 @@ from tests.factories import (
 )
 from webhook import app as app_module
 from webhook import claims, hosts, policy, review, rules
+from webhook import scan as scan_mod
+from webhook.admission import parse_review
 from webhook.app import create_app
 from webhook.audit import AuditLog
 from webhook.runtime import Runtime
@@ -120,11 +123,13 @@ def test_cover_is_transitive(a: str, b: str, c: str) -> None:
         assert hosts.covers(a, c)
 
 
-# Registry names from a few labels, so that hosts, Service names, namespaces and aliases collide.
+# Registry names from a few labels, so that hosts, Service names, namespaces and aliases collide;
+# some are wildcards, some partial wildcards ("*ans" matches ans, bans and x.ans; "*b.ns"
+# matches b.ns, ab.ns and x.b.ns).
 REGISTRY_LABELS = ["a", "b", "ns", "svc", "cluster", "local"]
 registry_hosts = st.builds(
-    lambda wildcard, parts: ("*." if wildcard else "") + ".".join(parts),
-    st.booleans(),
+    lambda prefix, parts: prefix + ".".join(parts),
+    st.sampled_from(["", "", "*.", "*a", "*b."]),
     st.lists(st.sampled_from(REGISTRY_LABELS), min_size=1, max_size=5),
 )
 registry_services = st.lists(
@@ -344,3 +349,60 @@ def test_validate_never_allows_when_judging_fails(
         assert status == 200
         assert answer["response"]["allowed"] is False
         assert answer["response"]["status"]["code"] == 500
+
+
+# --- the oldest owner: admission and the scan agree ---------------------------------------------
+
+AGE_NAMESPACES = ["team-a", "team-b", "team-c"]
+AGE_HOSTS = ["x.example.com", "y.example.com", "*.example.com", "x.team-a", "reviews"]
+# Few timestamps, so that entries are often created in the same second (ties).
+AGE_TIMES = ["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "2026-02-01T00:00:00Z"]
+aged_entries = st.lists(
+    st.tuples(
+        st.sampled_from(AGE_NAMESPACES),
+        st.lists(st.sampled_from(AGE_HOSTS), min_size=1, max_size=2, unique=True),
+        st.sampled_from(AGE_TIMES),
+        st.sampled_from([None, ["."], ["team-b"], ["*"]]),
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@given(aged_entries, st.sampled_from(["Enforce", "Warn"]))
+def test_admission_of_each_existing_entry_and_the_scan_name_the_same_violators(
+    entries: list[tuple[str, list[str], str, list[str] | None]], mode: str
+) -> None:
+    """A cluster with duplicates of mixed ages (outages, the replica race): an UPDATE of each
+    entry is denied exactly when the scan says the webhook would deny it, with the same
+    findings, so the oldest owner is never locked out and the younger one always is."""
+    objects: list[dict[str, Any]] = [make_service("reviews", "team-b")]
+    for i, (namespace, entry_hosts, created, export_to) in enumerate(entries):
+        objects.append(
+            make_service_entry(
+                f"se-{i}",
+                namespace,
+                entry_hosts,
+                export_to=export_to,
+                metadata={"creationTimestamp": created},
+            )
+        )
+    snapshot = make_snapshot(*objects)
+    chosen = make_policy(mode=mode)
+    violations = scan_mod.scan(snapshot, chosen)
+    denying = {(v.namespace, v.name) for v in scan_mod.denying(violations)}
+    for obj in objects[1:]:
+        meta = obj["metadata"]
+        changed = copy.deepcopy(obj)
+        changed["spec"]["ports"].append({"name": "http", "number": 80, "protocol": "HTTP"})
+        req = parse_review(make_review(changed, operation="UPDATE", old=obj))
+        verdict = review.validate(req, policy=chosen, snapshot=snapshot)
+        key = (meta["namespace"], meta["name"])
+        assert (not verdict.allowed) is (key in denying), (key, verdict.codes, denying)
+        scanned = [
+            (v.finding.code, v.finding.host, v.finding.owner)
+            for v in violations
+            if (v.namespace, v.name) == key
+        ]
+        admitted = [(f.code, f.host, f.owner) for f in verdict.findings]
+        assert admitted == scanned

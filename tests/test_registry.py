@@ -43,8 +43,15 @@ def test_claims(obj: dict[str, Any], hosts: tuple[str, ...], aliases: tuple[str,
         pytest.param(
             {"hosts": ["a.com"], "exportTo": [1]}, "list of strings", id="export-to-not-strings"
         ),
+        pytest.param({"hosts": ["a.com"], "endpoints": {}}, "spec.endpoints must be a list", id="endpoints-not-a-list"),
+        pytest.param({"hosts": ["a.com"], "endpoints": ["1.2.3.4"]}, "spec.endpoints[0] must be an object", id="an-endpoint-not-an-object"),
+        pytest.param({"hosts": ["a.com"], "endpoints": [{"address": 7}]}, "spec.endpoints[0].address must be a string", id="an-address-not-a-string"),
+        pytest.param({"hosts": ["a.com"], "endpoints": [{}] * 4097}, "4097 entries", id="too-many-endpoints"),
+        pytest.param({"hosts": ["a.com"], "addresses": "10.0.0.0/8"}, "spec.addresses must be a list", id="addresses-not-a-list"),
+        pytest.param({"hosts": ["a.com"], "addresses": [None]}, "spec.addresses[0] must be a string", id="an-address-of-null"),
+        pytest.param({"hosts": ["a.com"], "addresses": ["10.0.0.1"] * 4097}, "4097 entries", id="too-many-addresses"),
     ],
-)
+)  # fmt: skip
 def test_shape_problems_are_named(spec: Any, problem: str) -> None:
     claim = claims.service_entry_claim({"metadata": {"name": "x", "namespace": "y"}, "spec": spec})
     assert any(problem in p for p in claim.problems)
@@ -130,21 +137,33 @@ def index(snapshot: Snapshot) -> tuple[Any, ...]:
         {ns: dict(table) for ns, table in snapshot.services.items()},
         len(snapshot),
         dict(snapshot.namespaces),
+        dict(snapshot.cluster_ips),
+        {k: tuple(sorted(v)) for k, v in snapshot.partials.items()},
     )
+
+
+def with_ips(service: dict[str, Any], *ips: str) -> dict[str, Any]:
+    service["spec"]["clusterIP"] = ips[0] if ips else "None"
+    service["spec"]["clusterIPs"] = list(ips) or ["None"]
+    return service
 
 
 def test_incremental_changes_equal_a_rebuild() -> None:
     builder = RegistryBuilder()
     history: list[dict[str, Any]] = []
     steps: list[tuple[str, dict[str, Any]]] = [
-        ("apply", make_service("reviews", "bookinfo")),
+        ("apply", with_ips(make_service("reviews", "bookinfo"), "10.96.0.7", "fd00::7")),
         ("apply", make_service_entry("a", "team-a", ["x.example.com", "*.y.example.com"])),
         ("apply", make_service_entry("b", "team-b", ["x.example.com"])),
         ("apply", make_namespace("team-a", {"t": "1"})),
         ("apply", make_service_entry("a", "team-a", ["z.example.com"])),  # hosts changed
         ("delete", make_service_entry("b", "team-b")),  # last owner of x.example.com
-        ("apply", make_service("ratings", "bookinfo")),
+        ("apply", with_ips(make_service("ratings", "bookinfo"), "10.96.0.8")),
+        ("apply", make_service_entry("p", "team-p", ["*cdn.example.com", "*cdn.example.com"])),
+        ("apply", make_service_entry("q", "team-q", ["*cdn.example.com", "*img.example.com"])),
         ("delete", make_service("reviews", "bookinfo")),
+        ("apply", with_ips(make_service("ratings", "bookinfo"))),  # made headless
+        ("delete", make_service_entry("p", "team-p")),
         ("delete", make_namespace("team-a")),
     ]
     for op, obj in steps:
@@ -404,3 +423,83 @@ def test_a_service_that_lists_its_own_alias_matches_it_once(
     service = claims.Claim(kind="Service", namespace="ns", name="a", hosts=hosts, source="istiod")
     snapshot = RegistryBuilder(cluster_domain="cluster.local").replace_claims("istiod", [service])
     assert [(m.key, m.relation) for m in snapshot.snapshot().matches(host)] == found
+
+
+def test_a_services_cluster_ips_are_found_while_it_has_them() -> None:
+    builder = RegistryBuilder()
+    builder.apply(with_ips(make_service("reviews", "bookinfo"), "10.96.0.7", "fd00::7"))
+    builder.apply(make_service_entry("e", "team-a", ["e.example.com"]))
+    first = builder.snapshot()
+    assert first.service_with_ip("10.96.0.7") == first.get("Service", "bookinfo", "reviews")
+    assert first.service_with_ip("fd00::7") is not None
+    assert first.service_with_ip("10.96.0.8") is None
+    builder.apply(with_ips(make_service("reviews", "bookinfo")))  # made headless
+    builder.apply(with_ips(make_service("ratings", "bookinfo"), "10.96.0.8"))
+    second = builder.snapshot()
+    assert second.service_with_ip("10.96.0.7") is None
+    assert second.service_with_ip("10.96.0.8") is not None
+    # The first snapshot is unchanged (copy on write).
+    assert first.service_with_ip("10.96.0.7") is not None
+    assert first.service_with_ip("10.96.0.8") is None
+    relisted = builder.replace_kind(
+        "Service", [with_ips(make_service("other", "ns"), "10.96.0.9")], source=""
+    ).snapshot()
+    assert relisted.service_with_ip("10.96.0.8") is None
+    assert relisted.service_with_ip("10.96.0.9") == relisted.get("Service", "ns", "other")
+
+
+def test_an_address_two_services_list_stays_with_the_one_still_there() -> None:
+    builder = RegistryBuilder()
+    builder.apply(with_ips(make_service("a", "ns"), "10.96.0.7"))
+    builder.apply(with_ips(make_service("b", "ns"), "10.96.0.7"))  # a stale copy, say
+    builder.delete(make_service("a", "ns"))
+    found = builder.snapshot().service_with_ip("10.96.0.7")
+    assert found is not None and found.name == "b"
+
+
+def test_services_are_found_by_name_in_any_namespace() -> None:
+    snapshot = make_snapshot(
+        make_namespace("empty"),
+        make_service("api", "ns-a"),
+        make_service("api", "ns-b"),
+        make_service("web", "ns-b"),
+    )
+    assert sorted(c.ref for c in snapshot.services_called("api")) == ["ns-a/api", "ns-b/api"]
+    assert [c.ref for c in snapshot.services_called("api", ["ns-b", "empty"])] == ["ns-b/api"]
+    assert list(snapshot.services_called("none")) == []
+    assert sorted(snapshot.namespace_names()) == ["empty", "ns-a", "ns-b"]
+    assert snapshot.has_namespace("empty") and snapshot.has_namespace("ns-a")
+    assert not snapshot.has_namespace("ns-c")
+
+
+@pytest.mark.parametrize(
+    ("spec", "targets", "resolves_hosts"),
+    [
+        pytest.param({"resolution": "DNS"}, (), True, id="no-endpoints-the-hosts-are-resolved"),
+        pytest.param({}, (), True, id="no-resolution-is-none-the-hosts-are-passed-through"),
+        pytest.param({"resolution": "STATIC"}, (), False, id="static-without-endpoints-goes-nowhere"),
+        pytest.param({"resolution": "STATIC", "workloadSelector": {"labels": {"app": "vm"}}}, (), False, id="a-workload-selector-picks-the-endpoints"),
+        pytest.param({"resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}, {"network": "far"}]}, (("spec.endpoints[0].address", "192.0.2.1"),), False, id="endpoints-are-targets"),
+        pytest.param({"resolution": "NONE", "addresses": ["10.0.0.0/16"]}, (("spec.addresses[0]", "10.0.0.0/16"),), True, id="addresses-are-targets"),
+    ],
+)  # fmt: skip
+def test_where_a_service_entrys_traffic_goes(
+    spec: dict[str, Any], targets: tuple[tuple[str, str], ...], resolves_hosts: bool
+) -> None:
+    claim = claims.service_entry_claim(make_service_entry("e", "ns", ["a.example.com"], **spec))
+    assert (claim.targets, claim.resolves_hosts, claim.problems) == (targets, resolves_hosts, ())
+
+
+@pytest.mark.parametrize(
+    ("spec", "ips"),
+    [
+        pytest.param({"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1", "FD00::0001"]}, ("10.96.0.1", "fd00::1"), id="dual-stack-compressed-once-each"),
+        pytest.param({"clusterIP": "None", "clusterIPs": ["None"]}, (), id="a-headless-service-has-none"),
+        pytest.param({"clusterIP": "", "type": "ExternalName"}, (), id="an-external-name-service-has-none"),
+        pytest.param({"clusterIPs": [7, "not-an-ip", "10.96.0.2"]}, ("10.96.0.2",), id="only-ips-are-kept"),
+    ],
+)  # fmt: skip
+def test_a_services_cluster_ips(spec: dict[str, Any], ips: tuple[str, ...]) -> None:
+    service = make_service("a", "ns")
+    service["spec"].update(spec)
+    assert claims.service_claim(service, cluster_domain="cluster.local").cluster_ips == ips

@@ -314,3 +314,244 @@ def test_the_work_of_one_request_is_bounded() -> None:
     )
     assert "TooManyMatches" in verdict.codes
     assert verdict.allowed is False
+
+
+# --- every name a proxy resolves ---------------------------------------------------------------
+
+NAMES = make_snapshot(
+    make_namespace("bookinfo"),
+    make_namespace("team-p"),
+    # Namespaces named like a public suffix (dev, prod, app are top-level domains): there,
+    # foo.dev may well be a real site.
+    make_namespace("dev"),
+    make_service("reviews", "bookinfo"),
+    make_service("ratings", "bookinfo"),
+    make_service("reviews", "team-p"),
+    make_service("ledger", "payments"),
+)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "host", "export_to", "expected"),
+    [
+        pytest.param("team-x", "reviews", None, [("ConflictKubernetesService", "bookinfo/reviews"), ("ConflictKubernetesService", "team-p/reviews")], id="a-single-label-exported-everywhere-takes-every-services-short-name"),
+        pytest.param("team-x", "reviews", ["bookinfo"], [("ConflictKubernetesService", "bookinfo/reviews")], id="a-single-label-exported-into-a-services-namespace-takes-it-there"),
+        pytest.param("team-x", "reviews", ["."], [], id="a-single-label-kept-in-its-own-namespace-takes-nothing"),
+        pytest.param("team-x", "reviews", ["~"], [], id="a-single-label-hidden-everywhere-takes-nothing"),
+        pytest.param("bookinfo", "reviews", ["."], [("ShadowsKubernetesService", "bookinfo/reviews")], id="a-services-own-namespace-shadows-its-short-name"),
+        pytest.param("bookinfo", "ratings", None, [("ShadowsKubernetesService", "bookinfo/ratings")], id="a-short-name-only-its-own-namespace-has-shadows-there"),
+        pytest.param("team-x", "nothing", None, [], id="a-single-label-no-namespace-has-is-free"),
+    ],
+)  # fmt: skip
+def test_a_single_label_host_is_judged_wherever_the_entry_is_visible(
+    namespace: str, host: str, export_to: list[str] | None, expected: list[tuple[str, str]]
+) -> None:
+    verdict = judge(namespace, [host], snapshot=NAMES, export_to=export_to)
+    found = [
+        (f.code.value, f"{f.owner.namespace}/{f.owner.name}") for f in verdict.findings if f.owner
+    ]
+    assert sorted(found) == sorted(expected)
+    assert len(verdict.findings) == len(expected)
+
+
+def test_a_single_label_host_names_a_few_services_and_counts_the_rest() -> None:
+    snapshot = make_snapshot(*(make_service("api", f"ns-{i}") for i in range(20)))
+    verdict = judge("team-x", ["api"], snapshot=snapshot)
+    assert verdict.codes == ("ConflictKubernetesService",)
+    assert len(verdict.findings) == rules.MAX_OWNERS_PER_CODE + 1
+    assert "17 more" in verdict.findings[-1].message
+    assert verdict.allowed is False
+
+
+@pytest.mark.parametrize(
+    ("namespace", "host", "codes", "allowed"),
+    [
+        pytest.param("team-x", "billing.team-p.svc", ["ReservedClusterDomain"], False, id="a-future-services-svc-form-is-reserved"),
+        pytest.param("team-x", "billing.nowhere.svc", ["ReservedClusterDomain"], False, id="every-svc-form-is-reserved-even-of-a-namespace-not-yet-made"),
+        pytest.param("team-x", "billing.team-p", ["ReservedClusterDomain"], False, id="a-future-services-namespace-form-is-reserved"),
+        pytest.param("team-x", "x.cluster.local", ["ReservedClusterDomain"], False, id="a-name-in-the-cluster-domain-outside-svc-is-reserved"),
+        pytest.param("team-x", "cluster.local", ["ReservedClusterDomain"], False, id="the-cluster-domain-itself-is-reserved"),
+        pytest.param("team-x", "*.pod.cluster.local", ["ReservedClusterDomain"], False, id="a-wildcard-over-pod-names-is-reserved"),
+        pytest.param("team-x", "*.local", ["ReservedClusterDomain", "ConflictKubernetesService"], False, id="a-wildcard-above-the-cluster-domain-is-reserved"),
+        pytest.param("team-x", "*.team-p", ["ReservedClusterDomain", "ConflictKubernetesService"], False, id="a-wildcard-over-a-namespaces-short-names-is-reserved"),
+        pytest.param("team-x", "*.team-p.svc", ["ReservedClusterDomain", "ConflictKubernetesService"], False, id="a-wildcard-over-a-namespaces-svc-names-is-reserved"),
+        pytest.param("team-x", "*.empty.svc", ["ReservedClusterDomain"], False, id="a-wildcard-over-any-svc-names-is-reserved"),
+        pytest.param("team-x", "*s.team-p", ["PartialWildcard", "ReservedClusterDomain", "ConflictKubernetesService"], False, id="a-partial-wildcard-over-a-namespaces-short-names-is-reserved"),
+        pytest.param("team-x", "reviews.team-p", ["ReservedClusterDomain", "ConflictKubernetesService"], False, id="another-namespaces-service-short-name-is-reserved-and-taken"),
+        pytest.param("bookinfo", "reviews.bookinfo.svc", ["ShadowsKubernetesService"], True, id="an-own-services-svc-form-only-shadows-it"),
+        pytest.param("bookinfo", "reviews.bookinfo", ["ShadowsKubernetesService"], True, id="an-own-services-namespace-form-only-shadows-it"),
+        pytest.param("bookinfo", "future.bookinfo", ["ReservedClusterDomain"], False, id="an-own-future-service-short-name-is-reserved-too"),
+        pytest.param("bookinfo", "*.bookinfo", ["ShadowsKubernetesService"], True, id="a-wildcard-over-its-own-services-short-names-shadows-them"),
+        pytest.param("team-x", "api.stripe", [], True, id="two-labels-of-no-namespace-are-an-external-name"),
+        pytest.param("team-x", "api.dev", ["ReservedClusterDomain"], True, id="a-namespace-named-like-a-public-suffix-only-warns"),
+        pytest.param("team-x", "a.b.team-p.svc", [], True, id="four-labels-are-no-services-short-name"),
+        pytest.param("team-x", "*.x.team-p", [], True, id="a-deeper-wildcard-covers-no-short-name"),
+        pytest.param("team-x", "api.svc.example.com", [], True, id="svc-inside-an-external-name-is-external"),
+    ],
+)  # fmt: skip
+def test_the_cluster_domain_and_future_services_short_names_are_reserved(
+    namespace: str, host: str, codes: list[str], allowed: bool
+) -> None:
+    verdict = judge(namespace, [host], snapshot=NAMES)
+    assert sorted(verdict.codes) == sorted(codes)
+    assert verdict.allowed is allowed
+
+
+def test_a_namespace_named_like_a_public_suffix_warns_whatever_the_policy() -> None:
+    verdict = judge("team-x", ["api.dev"], snapshot=NAMES)
+    [finding] = verdict.findings
+    assert finding.action.value == "Warn"
+    assert "namespace dev" in finding.message
+    off = make_policy(conflicts={"reservedClusterDomain": "Allow"})
+    assert judge("team-x", ["api.dev"], snapshot=NAMES, policy=off).findings == ()
+
+
+@pytest.mark.parametrize(
+    ("host", "code"),
+    [
+        pytest.param("billing.team-p.svc", None, id="a-reserved-svc-form-is-left-to-the-kubernetes-rules"),
+        pytest.param("billing.team-p", None, id="a-reserved-namespace-form-is-left-to-the-kubernetes-rules"),
+        pytest.param("api.dev", "HostNotAllowed", id="a-public-suffix-namespace-form-is-an-external-name-too"),
+        pytest.param("nothing", "HostNotAllowed", id="a-single-label-no-service-has-is-external"),
+    ],
+)  # fmt: skip
+def test_the_allowed_list_leaves_reserved_names_to_the_reservation(
+    host: str, code: str | None
+) -> None:
+    policy = make_policy(hosts={"allowed": ["*.stripe.com"]})
+    verdict = judge("team-x", [host], snapshot=NAMES, policy=policy)
+    assert ("HostNotAllowed" in verdict.codes) is (code is not None)
+
+
+# --- the oldest owner is the rightful one ------------------------------------------------------
+
+OLDEST = make_snapshot(
+    make_service_entry("stripe", "team-a", ["api.stripe.com"], metadata={"creationTimestamp": "2026-03-01T00:00:00Z"}),
+    make_service_entry("intruder", "team-c", ["api.stripe.com"], metadata={"creationTimestamp": "2026-04-01T00:00:00Z"}),
+    make_service_entry("same-second-b", "team-b", ["tie.example.com"], metadata={"creationTimestamp": "2026-05-01T00:00:00Z"}),
+    make_service_entry("same-second-a", "team-z", ["tie.example.com"], metadata={"creationTimestamp": "2026-05-01T00:00:00Z"}),
+)  # fmt: skip
+
+
+def update(namespace: str, name: str, hosts: list[str], created: str | None) -> review.Verdict:
+    meta = {"creationTimestamp": created} if created else {}
+    old = make_service_entry(name, namespace, hosts, metadata=meta)
+    new = make_service_entry(
+        name,
+        namespace,
+        hosts,
+        metadata=meta,
+        ports=[{"name": "http", "number": 80, "protocol": "HTTP"}],
+    )
+    req = make_request(new, operation="UPDATE", old=old)
+    return review.validate(req, policy=POLICY, snapshot=OLDEST)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "hosts", "created", "owners"),
+    [
+        pytest.param("team-a", "stripe", ["api.stripe.com"], "2026-03-01T00:00:00Z", [], id="the-oldest-owner-updates-although-a-younger-duplicate-got-in"),
+        pytest.param("team-c", "intruder", ["api.stripe.com"], "2026-04-01T00:00:00Z", ["team-a/stripe"], id="the-younger-duplicate-is-the-conflict"),
+        pytest.param("team-a", "stripe", ["api.stripe.com"], None, [], id="the-age-of-an-update-comes-from-the-registry-when-the-request-has-none"),
+        pytest.param("team-b", "same-second-b", ["tie.example.com"], "2026-05-01T00:00:00Z", [], id="in-the-same-second-the-first-namespace-is-older"),
+        pytest.param("team-z", "same-second-a", ["tie.example.com"], "2026-05-01T00:00:00Z", ["team-b/same-second-b"], id="in-the-same-second-the-later-namespace-is-the-conflict"),
+    ],
+)  # fmt: skip
+def test_an_update_is_judged_only_against_older_entries(
+    namespace: str, name: str, hosts: list[str], created: str | None, owners: list[str]
+) -> None:
+    verdict = update(namespace, name, hosts, created)
+    assert [f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner] == owners
+    assert verdict.allowed is (not owners)
+
+
+def test_a_create_is_the_youngest_and_meets_every_owner() -> None:
+    verdict = judge("team-x", ["api.stripe.com"], snapshot=OLDEST)
+    assert sorted(f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner) == [
+        "team-a/stripe",
+        "team-c/intruder",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "younger"),
+    [
+        pytest.param(("2026-01-01T00:00:00Z", "ns-b", "x"), ("2026-01-02T00:00:00Z", "ns-a", "x"), True, id="a-later-timestamp-is-younger"),
+        pytest.param(("2026-01-01T00:00:00Z", "ns-b", "x"), ("2026-01-01T00:00:00Z", "ns-a", "x"), False, id="in-one-second-the-earlier-namespace-is-older"),
+        pytest.param(("2026-01-01T00:00:00Z", "ns-a", "x"), ("", "ns-a", "a"), True, id="an-entry-without-a-timestamp-is-younger-than-any-with-one"),
+    ],
+)  # fmt: skip
+def test_age_orders_by_time_then_namespace_then_name(
+    a: tuple[str, str, str], b: tuple[str, str, str], younger: bool
+) -> None:
+    owner = make_snapshot(
+        make_service_entry(
+            b[2], b[1], ["h.example.com"], metadata={"creationTimestamp": b[0]} if b[0] else {}
+        )
+    ).objects[("ServiceEntry", b[1], b[2])]
+    skip = rules.younger_than(rules.age_of(*a))
+    assert skip is not None and skip(owner) is younger
+    assert rules.younger_than(None) is None
+
+
+# --- partial wildcards ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("namespace", "hosts", "spec", "codes", "allowed"),
+    [
+        pytest.param("team-x", ["*cdn.example.net"], {}, ["PartialWildcard"], True, id="a-partial-wildcard-is-a-warning-by-default"),
+        pytest.param("team-x", ["*cdn.example.net"], {"hosts": {"partialWildcards": "Deny"}}, ["PartialWildcard"], False, id="a-partial-wildcard-can-be-denied"),
+        pytest.param("team-x", ["*cdn.example.net"], {"hosts": {"partialWildcards": "Deny"}, "mode": "Audit"}, ["PartialWildcard"], True, id="audit-mode-refuses-no-partial-wildcard"),
+        pytest.param("team-x", ["*cdn.example.net"], {"hosts": {"partialWildcards": "Deny"}, "exemptions": {"namespaces": ["team-x"]}}, ["PartialWildcard"], True, id="an-exempt-namespace-may-use-one"),
+        pytest.param("team-x", ["*cdn.example.net"], {"hosts": {"partialWildcards": "Allow"}}, [], True, id="a-partial-wildcard-can-be-allowed-silently"),
+        pytest.param("sandbox", ["*cdn.example.net"], {"namespaces": [{"selector": {"names": ["sandbox"]}, "hosts": {"wildcards": "Deny"}}]}, ["WildcardNotAllowed", "PartialWildcard"], False, id="a-partial-wildcard-is-a-wildcard"),
+        pytest.param("team-x", ["*oogle.com"], {}, ["WildcardTooBroad", "PartialWildcard"], False, id="a-partial-label-over-a-public-suffix-is-too-broad"),
+        pytest.param("team-x", ["*tripe.com"], {}, ["WildcardTooBroad", "PartialWildcard", "WildcardOverlap"], False, id="a-partial-label-over-a-public-suffix-overlaps-what-it-covers"),
+        pytest.param("team-x", ["*api.stripe.com"], {}, ["PartialWildcard", "WildcardOverlap"], True, id="a-partial-wildcard-covers-the-name-it-ends-with"),
+        pytest.param("team-x", ["*.stripe.com"], {}, ["WildcardOverlap"], True, id="a-wildcard-does-not-cover-its-base-but-covers-below"),
+    ],
+)  # fmt: skip
+def test_partial_wildcards_have_their_own_code_and_match_as_istio_does(
+    namespace: str, hosts: list[str], spec: dict[str, Any], codes: list[str], allowed: bool
+) -> None:
+    snapshot = make_snapshot(
+        make_service_entry("stripe", "team-a", ["api.stripe.com", "x.api.stripe.com"])
+    )
+    verdict = judge(namespace, hosts, snapshot=snapshot, policy=make_policy(**spec))
+    assert sorted(verdict.codes) == sorted(codes)
+    assert verdict.allowed is allowed
+
+
+@pytest.mark.parametrize(
+    ("registered", "host", "overlap"),
+    [
+        pytest.param("*foo.example.com", "foo.example.com", True, id="a-registered-partial-wildcard-covers-its-suffix"),
+        pytest.param("*foo.example.com", "xfoo.example.com", True, id="a-registered-partial-wildcard-covers-across-the-label"),
+        pytest.param("*foo.example.com", "a.b.foo.example.com", True, id="a-registered-partial-wildcard-covers-deeper-names"),
+        pytest.param("*foo.example.com", "*.foo.example.com", True, id="a-registered-partial-wildcard-covers-a-wildcard-below"),
+        pytest.param("*foo.example.com", "*oo.example.com", True, id="a-broader-partial-wildcard-covers-a-registered-one"),
+        pytest.param("*foo.example.com", "*.example.com", True, id="a-wildcard-covers-a-registered-partial-one"),
+        pytest.param("*foo.example.com", "bar.example.com", False, id="a-registered-partial-wildcard-leaves-other-names"),
+        pytest.param("*foo", "foo", True, id="a-registered-partial-wildcard-of-one-label-covers-its-suffix"),
+        pytest.param("*foo", "a.xfoo", True, id="a-registered-partial-wildcard-of-one-label-covers-names-ending-so"),
+    ],
+)  # fmt: skip
+def test_a_registered_partial_wildcard_is_found_by_what_it_overlaps(
+    registered: str, host: str, overlap: bool
+) -> None:
+    snapshot = make_snapshot(make_service_entry("partial", "team-a", [registered]))
+    verdict = judge("team-x", [host], snapshot=snapshot)
+    assert ("WildcardOverlap" in verdict.codes) is overlap
+
+
+def test_a_partial_wildcard_over_a_crowded_domain_is_bounded() -> None:
+    snapshot = make_snapshot(
+        *(
+            make_service_entry(f"e{i}", "team-a", [f"h{i}.crowded.example"])
+            for i in range(rules.MAX_MATCHES_PER_REQUEST + 10)
+        )
+    )
+    verdict = judge("team-x", ["*zzz.crowded.example"], snapshot=snapshot)
+    assert "TooManyMatches" in verdict.codes
+    assert verdict.allowed is False

@@ -112,6 +112,9 @@ def test_wildcard_held_elsewhere_is_denied_over_https(live: LiveServer) -> None:
         pytest.param(b"[]", "application/json", 400, id="a-list-not-an-object"),
         pytest.param(b"\xff\xfe\x00", "application/json", 400, id="not-utf8"),
         pytest.param(orjson.dumps(make_review(make_service_entry())), "text/plain", 415, id="wrong-content-type"),
+        pytest.param(orjson.dumps(make_review(make_service_entry(), kind="Service", group="")), "application/json", 400, id="a-review-of-another-kind"),
+        pytest.param(orjson.dumps(make_review(make_service_entry(), kind="serviceentry")), "application/json", 400, id="a-kind-in-the-wrong-case"),
+        pytest.param(orjson.dumps(make_review(make_service_entry("x", "team-c", ["x.example.com"]))).replace(b'"hosts":', b'"hosts":["api.stripe.com"],"hosts":', 1), "application/json", 400, id="a-repeated-key-that-would-hide-a-host"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_a_clear_error_and_the_server_keeps_serving(

@@ -112,6 +112,20 @@ class Targets:
     min_prefix_ipv4: int = 8
     min_prefix_ipv6: int = 32
     action: Action = Action.DENY
+    # Derived from denied_hosts, for the hot path (the hosts of every entry without endpoints are
+    # judged against them): the exact names; the wildcards; and the first label of each exact
+    # name, which a resolver's search domains complete to it (metadata -> metadata.google.internal).
+    denied_exact: frozenset[str] = field(init=False, compare=False, repr=False)
+    denied_wildcards: tuple[str, ...] = field(init=False, compare=False, repr=False)
+    denied_first_labels: Mapping[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        exact = [name for name in self.denied_hosts if not name.startswith("*")]
+        object.__setattr__(self, "denied_exact", frozenset(exact))
+        wildcards = tuple(name for name in self.denied_hosts if name.startswith("*"))
+        object.__setattr__(self, "denied_wildcards", wildcards)
+        first = {name.split(".", 1)[0]: name for name in reversed(exact)}
+        object.__setattr__(self, "denied_first_labels", first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,12 +271,12 @@ spec:
     serviceEntrySameNamespace: Warn
     wildcardOverlap: Warn
     reservedClusterDomain: Deny
-  namespaces:                        # rules for some namespaces; the first match applies
-  - selector:
-      names: [payments]              # and/or matchLabels / matchExpressions on Namespace labels
-      matchLabels: {team: payments}
-    hosts: {allowed: ["*.stripe.com"]}   # adds to the global allowed list
-    mode: Warn                       # any field of spec except clusterDomain may be overridden
+  namespaces: []                     # rules for some namespaces; the first match applies, e.g.
+  # - selector:
+  #     names: [payments]            # and/or matchLabels / matchExpressions on Namespace labels
+  #     matchLabels: {team: payments}
+  #   hosts: {allowed: ["*.stripe.com"]}   # adds to the global allowed list
+  #   mode: Warn                     # any field of spec except clusterDomain may be overridden
   targets:                           # where the entry's traffic goes: endpoints and addresses
     denied: [169.254.0.0/16, "fe80::/10", 127.0.0.0/8, "::1/128", 0.0.0.0/8, "fd00:ec2::254/128",
              metadata.google.internal, metadata.azure.internal]   # CIDRs, IPs or host patterns
@@ -278,7 +292,8 @@ spec:
 
 
 def default_policy() -> Policy:
-    """The built-in policy: exactly the document of DESIGN.md section 4."""
+    """The built-in policy: the document of DESIGN.md section 4, with no namespace rules (its
+    payments rule is an example, not a default)."""
     return parse_policy_text(DEFAULT_POLICY_YAML, source="built-in")
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
-from webhook.policy import Action, Network, Policy, Rules
+from webhook.policy import Action, Network, Policy, Rules, looks_like_an_address
 from webhook.registry import Match, Relation, Snapshot, service_fqdn
 
 
@@ -697,10 +697,6 @@ def _networks_of(raw: str) -> tuple[Network, ...] | None:
     return (network,)
 
 
-def _looks_like_an_address(raw: str) -> bool:
-    return "/" in raw or ":" in raw or raw.replace(".", "").isdigit()
-
-
 def target_findings(claim: Claim, ctx: Context) -> Iterator[Finding]:
     """Findings for where the entry's traffic goes: each endpoint address and address, and its
     hosts when they are resolved as they are (no endpoints)."""
@@ -708,7 +704,7 @@ def target_findings(claim: Claim, ctx: Context) -> Iterator[Finding]:
     for where, raw in claim.targets:
         if raw.startswith("unix://"):
             continue  # a socket on the proxy's own host: nothing on the network
-        if _looks_like_an_address(raw):
+        if looks_like_an_address(raw):
             networks = _networks_of(raw)
             if networks is None:
                 yield _invalid_target(where, raw, "is not a valid IP address or CIDR")
@@ -748,7 +744,10 @@ _LOOPBACK = (ipaddress.IPv4Network("127.0.0.1/32"), ipaddress.IPv6Network("::1/1
 def _name_target_findings(name: str, where: str, what: str, ctx: Context) -> Iterator[Finding]:
     if ctx.rules.targets.action is Action.ALLOW:
         return
-    if name == "localhost" or name.endswith(".localhost") or hosts.covers(name, "x.localhost"):
+    wildcard = name.startswith("*")
+    if (name.endswith("localhost") or wildcard) and (
+        name == "localhost" or name.endswith(".localhost") or hosts.covers(name, "x.localhost")
+    ):
         yield from _address_findings(where, name, _LOOPBACK[:1], ctx)
         yield from _address_findings(where, name, _LOOPBACK[1:], ctx)
         return
@@ -771,18 +770,22 @@ def _denied_name(name: str, what: str, ctx: Context) -> Iterator[Finding]:
     targets = ctx.rules.targets
     if targets.action is Action.ALLOW:
         return
-    for pattern in targets.denied_hosts:
-        if hosts.overlaps(pattern, name) or (
-            "." not in name and not pattern.startswith("*") and pattern.split(".", 1)[0] == name
-        ):
-            yield finding_of(
-                Code.TARGET_DENIED,
-                name,
-                targets.action,
-                f'{what} matches "{pattern}", a target the ServiceEntryPolicy denies; point the '
-                "entry at the real service, or ask the cluster admin",
-            )
-            return
+    if name.startswith("*"):
+        pattern = next((p for p in targets.denied_hosts if hosts.overlaps(p, name)), None)
+    elif name in targets.denied_exact:
+        pattern = name
+    else:
+        pattern = next((p for p in targets.denied_wildcards if hosts.covers(p, name)), None)
+        if pattern is None and "." not in name:
+            pattern = targets.denied_first_labels.get(name)
+    if pattern is not None:
+        yield finding_of(
+            Code.TARGET_DENIED,
+            name,
+            targets.action,
+            f'{what} matches "{pattern}", a target the ServiceEntryPolicy denies; point the '
+            "entry at the real service, or ask the cluster admin",
+        )
 
 
 def _address_findings(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from webhook import hosts
-from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
+from webhook.claims import SERVICE, SERVICE_ENTRY, Claim, ips_of
 from webhook.periodic import Periodic
 from webhook.sources.store import RegistryStore
 
@@ -104,10 +104,17 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
         kind = SERVICE if registry == "Kubernetes" else SERVICE_ENTRY
         entry = grouped.setdefault(
             (kind, namespace, name),
-            {"hosts": [], "export_to": _export_to(attributes.get("ExportTo")), "created": ""},
+            {
+                "hosts": [],
+                "export_to": _export_to(attributes.get("ExportTo")),
+                "created": "",
+                "ips": [],
+            },
         )
         if host not in entry["hosts"]:
             entry["hosts"].append(host)
+        if kind == SERVICE:
+            entry["ips"].extend(_cluster_ips(service))
         created = service.get("creationTime")
         if isinstance(created, str) and (not entry["created"] or created < entry["created"]):
             entry["created"] = created
@@ -122,9 +129,24 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
                 export_to=entry["export_to"],
                 created=entry["created"],
                 source=SOURCE,
+                cluster_ips=ips_of(entry["ips"]),
             )
         )
     return claims
+
+
+def _cluster_ips(service: dict[str, Any]) -> list[object]:
+    """A Kubernetes Service's cluster IPs as registryz shows them: ``clusterVIPs`` (per
+    cluster, in a multicluster mesh) and ``defaultAddress``; 0.0.0.0 marks a headless one."""
+    found: list[object] = []
+    vips = service.get("clusterVIPs")
+    addresses = vips.get("Addresses") if isinstance(vips, dict) else None
+    if isinstance(addresses, dict):
+        for listed in addresses.values():
+            if isinstance(listed, list):
+                found.extend(listed)
+    found.append(service.get("defaultAddress"))
+    return [ip for ip in found if ip not in ("0.0.0.0", "::")]
 
 
 class IstiodPoller(Periodic):
