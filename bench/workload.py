@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 import random
 from pathlib import Path
@@ -15,6 +16,9 @@ TEMPLATE = ROOT / "tests" / "data" / "admission-reviews" / "00-mutating-create-v
 SERVICES_SHARE = 0.6  # of the registry; the rest are ServiceEntries
 WILDCARD_SHARE = 0.05  # of the ServiceEntries
 OBJECTS_PER_NAMESPACE = 200
+# Every Service has a cluster IP, as in a real cluster (kubeadm's default service CIDR; a /12
+# holds a million addresses).
+SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 
 
 def registry_objects(entries: int, *, seed: int = 7) -> list[dict[str, Any]]:
@@ -44,7 +48,11 @@ def registry_objects(entries: int, *, seed: int = 7) -> list[dict[str, Any]]:
                     "namespace": f"ns-{i % namespaces}",
                     "creationTimestamp": "2026-01-01T00:00:00Z",
                 },
-                "spec": {"ports": [{"name": "http", "port": 8080}]},
+                "spec": {
+                    "clusterIP": str(SERVICE_CIDR[i + 1]),
+                    "clusterIPs": [str(SERVICE_CIDR[i + 1])],
+                    "ports": [{"name": "http", "port": 8080}],
+                },
             }
         )
     # Draws of their own, so ServiceEntry i is the same (host, exportTo) in every registry size.

@@ -157,7 +157,7 @@ def test_endpoint_names_are_held_to_the_allowed_domains(
     verdict = judge(dns(address), namespace=namespace, hosts=["checkout.stripe.com"])
     assert list(verdict.codes) == codes
     if codes:
-        assert f'endpoint (spec.endpoints[0].address) "{address}"' in verdict.findings[0].message
+        assert f'endpoint "{address}" (spec.endpoints[0].address)' in verdict.findings[0].message
 
 
 @pytest.mark.parametrize(

@@ -243,10 +243,11 @@ def render_export_to(export_to: Iterable[str] | None, default: Iterable[str]) ->
 
 def host_denied(host: str, ctx: Context, *, subject: str = "") -> Iterator[Finding]:
     """A denied pattern that matches the host, or that a wildcard host would reach into.
-    ``subject`` names an endpoint judged like a host ("" for a host)."""
+    ``subject`` names an endpoint judged like a host (by default, 'host "<host>"')."""
     for pattern in ctx.rules.hosts.denied:
         if hosts.covers(pattern, host):
-            what = f'{subject or "host"} "{host}" matches "{pattern}"'
+            label = subject or f'host "{host}"'
+            what = f'{label} matches "{pattern}"'
         elif hosts.covers(host, pattern):
             what = f'wildcard host "{host}" covers "{pattern}"'
         else:
@@ -269,12 +270,13 @@ def host_not_allowed(host: str, ctx: Context, *, subject: str = "") -> Iterator[
     if any(hosts.covers(pattern, host) for pattern in allowed):
         return
     shown = ", ".join(allowed[:4]) + (", ..." if len(allowed) > 4 else "")
+    label = subject or f'host "{host}"'
     yield finding_of(
         Code.HOST_NOT_ALLOWED,
         host,
         Action.DENY,
-        f'{subject or "host"} "{host}" is outside the allowed domains ({shown}) for namespace '
-        f"{ctx.namespace}; ask the cluster admin to allow it in the ServiceEntryPolicy",
+        f"{label} is outside the allowed domains ({shown}) for namespace {ctx.namespace}; ask "
+        "the cluster admin to allow it in the ServiceEntryPolicy",
     )
 
 
@@ -355,12 +357,12 @@ def reserved_form(host: str, ctx: Context) -> tuple[str, bool] | None:
         labels = host.split(".")
         if len(labels) == 3 and labels[2] == "svc":
             return (
-                f"has the form <name>.<namespace>.svc, the short name Istio gives Service "
-                f"{labels[1]}/{labels[0]}",
+                f"has the form <name>.<namespace>.svc, the short name Istio gives a Service "
+                f"{labels[0]} of namespace {labels[1]}",
                 False,
             )
         if len(labels) == 2 and ctx.snapshot.has_namespace(labels[1]):
-            return _namespace_form(labels[1], f"Service {labels[1]}/{labels[0]}")
+            return _namespace_form(labels[1], f"a Service {labels[0]} there")
         return None
     if hosts.overlaps(host, "*." + domain) or hosts.covers(host, domain):
         return (
@@ -374,7 +376,7 @@ def reserved_form(host: str, ctx: Context) -> tuple[str, bool] | None:
         )
     namespace = _namespace_covered(host, ctx)
     if namespace is not None:
-        return _namespace_form(namespace, f"the Services of namespace {namespace}")
+        return _namespace_form(namespace, "the Services there")
     return None
 
 
@@ -472,10 +474,7 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
     if match.relation is Relation.COVERS:
         what = f'host "{host}" covers "{match.key}", the name of Service {owner.ref}'
     elif "." not in match.key:
-        what = (
-            f'host "{host}" is the short name of Service {owner.ref} ({fqdn}) for the proxies '
-            f"of namespace {owner.namespace}, where this entry is visible,"
-        )
+        what = f'host "{host}" is the short name of Service {owner.ref} ({fqdn})'
     elif match.is_alias:
         what = f'host "{host}" is an alias of Service {owner.ref} ({fqdn})'
     else:
@@ -496,13 +495,15 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
     action = ctx.rules.conflicts.kubernetes_service
     if action is Action.ALLOW:
         return None
-    return finding_of(
-        Code.CONFLICT_KUBERNETES_SERVICE,
-        host,
-        action,
-        f"{what} in another namespace, and would take over its traffic; pick another host",
-        ref,
-    )
+    if "." not in match.key:
+        # Only the proxies of the Service's namespace resolve its short name.
+        why = (
+            f" for the proxies of namespace {owner.namespace}; this entry is visible there and "
+            'would take over its traffic; pick another host, or use exportTo: ["."]'
+        )
+    else:
+        why = " in another namespace, and would take over its traffic; pick another host"
+    return finding_of(Code.CONFLICT_KUBERNETES_SERVICE, host, action, what + why, ref)
 
 
 def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
@@ -724,10 +725,10 @@ def target_findings(claim: Claim, ctx: Context) -> Iterator[Finding]:
         if hosts.is_wildcard(name):
             yield _invalid_target(where, raw, "is a wildcard; an endpoint needs one address")
             continue
-        subject = f"endpoint ({where})"
+        subject = f'endpoint "{name}" ({where})'
         yield from host_denied(name, ctx, subject=subject)
         yield from host_not_allowed(name, ctx, subject=subject)
-        yield from _name_target_findings(name, where, f'endpoint "{name}" ({where})', ctx)
+        yield from _name_target_findings(name, where, subject, ctx)
     if claim.resolves_hosts:
         for host in claim.hosts:
             what = (
