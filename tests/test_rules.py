@@ -465,6 +465,33 @@ def test_an_update_is_judged_only_against_older_entries(
     assert verdict.allowed is (not owners)
 
 
+@pytest.mark.parametrize(
+    ("old_hosts", "new_hosts", "old_export", "new_export", "owners"),
+    [
+        pytest.param(["api.stripe.com"], ["api.stripe.com", "tie.example.com"], None, None, ["team-b/same-second-b", "team-z/same-second-a"], id="an-old-entry-adding-a-younger-owners-host-is-the-conflict"),
+        pytest.param(["api.stripe.com"], ["api.stripe.com"], ["."], None, ["team-c/intruder"], id="an-old-private-entry-going-public-over-a-younger-public-one-is-the-conflict"),
+        pytest.param(["api.stripe.com"], ["api.stripe.com"], None, ["."], [], id="an-old-entry-narrowing-its-export-to-keeps-its-age"),
+        pytest.param(["api.stripe.com", "old.example.com"], ["api.stripe.com"], None, None, [], id="an-old-entry-dropping-a-host-keeps-its-age"),
+    ],
+)  # fmt: skip
+def test_an_update_holds_its_age_only_where_it_already_was_an_owner(
+    old_hosts: list[str],
+    new_hosts: list[str],
+    old_export: list[str] | None,
+    new_export: list[str] | None,
+    owners: list[str],
+) -> None:
+    meta = {"creationTimestamp": "2026-03-01T00:00:00Z"}
+    old = make_service_entry("stripe", "team-a", old_hosts, export_to=old_export, metadata=meta)
+    new = make_service_entry("stripe", "team-a", new_hosts, export_to=new_export, metadata=meta)
+    verdict = review.validate(
+        make_request(new, operation="UPDATE", old=old), policy=POLICY, snapshot=OLDEST
+    )
+    assert (
+        sorted(f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner) == owners
+    )
+
+
 def test_a_create_is_the_youngest_and_meets_every_owner() -> None:
     verdict = judge("team-x", ["api.stripe.com"], snapshot=OLDEST)
     assert sorted(f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner) == [

@@ -204,7 +204,13 @@ def service_entry_claim(
                 problems.append("spec.exportTo must be a list of strings")
         elif raw_export is not None and not isinstance(raw_export, list):
             problems.append(f"spec.exportTo must be a list, not {_kind(raw_export)}")
-    targets, resolves_hosts = _targets(spec, problems) if isinstance(spec, dict) else ((), False)
+    targets: tuple[tuple[str, str], ...] = ()
+    resolves_hosts = False
+    if isinstance(spec, dict):
+        if "endpoints" in spec or "addresses" in spec:
+            targets, resolves_hosts = _targets(spec, problems)
+        else:  # nearly every entry: nothing but its hosts says where its traffic goes
+            resolves_hosts = _hosts_resolved(spec, None)
     return Claim(
         kind=SERVICE_ENTRY,
         namespace=ns,
@@ -263,10 +269,13 @@ def _targets(
             problems.append(
                 f"spec.addresses has {len(addresses)} entries; at most {MAX_ADDRESSES} are judged"
             )
-    resolves_hosts = (
-        not endpoints and not spec.get("workloadSelector") and spec.get("resolution") != "STATIC"
-    )
-    return tuple(found), resolves_hosts
+    return tuple(found), _hosts_resolved(spec, endpoints)
+
+
+def _hosts_resolved(spec: Mapping[str, Any], endpoints: list[Any] | None) -> bool:
+    """True when an entry's hosts are where its traffic goes: no endpoints, no workloadSelector,
+    and a resolution that resolves or passes the name through (anything but STATIC)."""
+    return not endpoints and not spec.get("workloadSelector") and spec.get("resolution") != "STATIC"
 
 
 def namespace_labels(obj: Mapping[str, Any]) -> frozenset[tuple[str, str]]:

@@ -133,6 +133,14 @@ def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> rules.Age | Non
     return rules.age_of(created, req.namespace, req.name)
 
 
+def _before(req: admission.AdmissionRequest, snapshot: Snapshot) -> claims.Claim | None:
+    """What an UPDATE's object held before: the stored object's hosts (oldObject), else the
+    registry's copy (``seguard check``)."""
+    if req.old_object is not None:
+        return claims.service_entry_claim(req.old_object, namespace=req.namespace)
+    return snapshot.get(claims.SERVICE_ENTRY, req.namespace, req.name)
+
+
 def _created(obj: Mapping[str, Any] | None) -> str:
     meta = obj.get("metadata") if obj is not None else None
     created = meta.get("creationTimestamp") if isinstance(meta, dict) else None
@@ -230,13 +238,21 @@ def validate(
     if snapshot is None:
         return unavailable("registry")
     namespace_rules, claim = _claim(req, policy, snapshot)
+    age = _age(req, snapshot)
     ctx = rules.context_for(
         claim,
         name=req.name,
         rules=namespace_rules,
         snapshot=snapshot,
-        skip=rules.younger_than(_age(req, snapshot)),
+        skip=rules.younger_than(age),
         policy=policy,
+        newcomers=(
+            frozenset()
+            if age is None
+            else rules.newcomer_hosts(
+                claim, _before(req, snapshot), namespace_rules.mesh_default_export_to
+            )
+        ),
     )
     findings = rules.evaluate(claim, ctx)
     exemption = exemption_of(req, namespace_rules) if findings else None  # unused when clean

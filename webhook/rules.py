@@ -109,6 +109,9 @@ class Context(NamedTuple):
     # Owners to leave out besides the object itself: ServiceEntries younger than the one judged
     # (see ``younger_than``), because the oldest owner of a host is the rightful one.
     skip: Callable[[Claim], bool] | None = None
+    # Hosts judged against every owner whatever ``skip`` says: those an UPDATE adds, or all of
+    # them when it widens exportTo (see ``newcomer_hosts``).
+    newcomers: frozenset[str] = frozenset()
     # Registered names this request may still examine (one shared, mutable count).
     budget: list[int] | None = None
     # The meshDefaultExportTo of another namespace's entries, when namespace rules set their
@@ -132,6 +135,7 @@ def context_for(
     snapshot: Snapshot,
     skip: Callable[[Claim], bool] | None = None,
     policy: Policy | None = None,
+    newcomers: frozenset[str] = frozenset(),
 ) -> Context:
     """The context in which ``claim`` (in its own namespace) is judged. ``policy`` is needed
     only where namespace rules set their own meshDefaultExportTo (for the owners' defaults)."""
@@ -148,6 +152,7 @@ def context_for(
         snapshot=snapshot,
         visibility=visibility(claim.export_to, claim.namespace, rules.mesh_default_export_to),
         skip=skip,
+        newcomers=newcomers,
         budget=[MAX_MATCHES_PER_REQUEST],
         export_default_of=lookup,
     )
@@ -183,6 +188,21 @@ def younger_than(age: Age | None) -> Callable[[Claim], bool] | None:
         return owner.kind == SERVICE_ENTRY and claim_age(owner) > age
 
     return younger
+
+
+def newcomer_hosts(claim: Claim, before: Claim | None, default: Iterable[str]) -> frozenset[str]:
+    """The hosts an UPDATE holds as a newcomer: those the object did not hold before, and all of
+    them when its exportTo now reaches a namespace it did not (None: nothing is known of
+    before). Its age is its own only where it already was an owner: an old entry must not take
+    a younger owner's host by adding it, or by exporting it further, since Istio would then
+    give the host to the old entry."""
+    if before is None:
+        return frozenset(claim.hosts)
+    seen = visibility(claim.export_to, claim.namespace, default)
+    seen_before = visibility(before.export_to, before.namespace, default)
+    if "*" not in seen_before and ("*" in seen or not seen <= seen_before):
+        return frozenset(claim.hosts)
+    return frozenset(claim.hosts) - frozenset(before.hosts)
 
 
 def finding_of(
@@ -602,6 +622,7 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
     ):
         return
     found: list[Finding] = []
+    skip = None if host in ctx.newcomers else ctx.skip
     for match in itertools.chain((first,), matches):
         budget[0] -= 1
         if budget[0] < 0:
@@ -613,7 +634,7 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
             and owner.name == ctx.name
         ):
             continue  # the object itself (UPDATE), never its own conflict
-        if ctx.skip is not None and ctx.skip(owner):
+        if skip is not None and skip(owner):
             continue
         judge: Callable[[str, Context, Match], Finding | None] = (
             kubernetes_service if owner.kind == SERVICE else service_entry
