@@ -189,3 +189,19 @@ def test_registry_command_merges_istiod_entries(fake_istiod: tuple[str, type[_Is
         ("api.partner.example", "istiod"),
         ("files.partner.example", "istiod"),
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "created"),
+    [
+        pytest.param("2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", id="as-the-api-server-writes-it"),
+        pytest.param("2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z", id="fractions-of-a-second-dropped"),
+        pytest.param("2026-01-01T02:00:00+02:00", "2026-01-01T00:00:00Z", id="an-offset-made-utc"),
+        pytest.param("0001-01-01T00:00:00Z", "", id="gos-zero-time-is-unknown"),
+        pytest.param("yesterday", "", id="not-a-time"),
+    ],
+)  # fmt: skip
+def test_istiods_creation_times_compare_as_the_api_servers_do(raw: str, created: str) -> None:
+    entry = {**REGISTRYZ[1], "creationTime": raw}
+    [claim] = istiod.claims_from_registryz([entry])
+    assert claim.created == created

@@ -139,6 +139,10 @@ def index(snapshot: Snapshot) -> tuple[Any, ...]:
         dict(snapshot.namespaces),
         dict(snapshot.cluster_ips),
         {k: tuple(sorted(v)) for k, v in snapshot.partials.items()},
+        {
+            k: tuple(sorted((v,) if isinstance(v, str) else v))
+            for k, v in snapshot.service_names.items()
+        },
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.factories import (
     make_service_entry,
     make_snapshot,
 )
+from tests.test_registry import CountingMapping
 from webhook import review, rules
 from webhook.registry import Snapshot
 
@@ -354,6 +356,75 @@ def test_a_single_label_host_is_judged_wherever_the_entry_is_visible(
     assert len(verdict.findings) == len(expected)
 
 
+def test_a_partial_wildcard_of_one_label_takes_the_short_names_it_covers() -> None:
+    verdict = judge(
+        "team-x",
+        ["*eviews"],
+        snapshot=NAMES,
+        policy=make_policy(hosts={"publicSuffixWildcards": "Warn"}),
+    )
+    taken = sorted(
+        f"{f.owner.namespace}/{f.owner.name}"
+        for f in verdict.findings
+        if f.code.value == "ConflictKubernetesService" and f.owner
+    )
+    assert taken == ["bookinfo/reviews", "team-p/reviews"]
+    assert verdict.allowed is False
+
+
+def test_a_single_label_host_is_looked_up_once_however_many_namespaces() -> None:
+    objects = [make_service("api", "far")] + [
+        make_service(f"svc-{i}", f"ns-{i}") for i in range(2000)
+    ]
+    snapshot = make_snapshot(*objects)
+    counter = [0]
+    counting = dataclasses.replace(snapshot, services=CountingMapping(snapshot.services, counter))
+    verdict = judge("team-x", ["api"], snapshot=counting)
+    assert verdict.codes == ("ConflictKubernetesService",)
+    assert counter[0] <= 3  # the one namespace holding a Service "api", not all 2,001
+
+
+@pytest.mark.parametrize(
+    ("namespace", "host"),
+    [
+        pytest.param("local", "*.local", id="a-namespace-local-does-not-own-the-cluster-domain"),
+        pytest.param("svc", "*.svc", id="a-namespace-svc-does-not-own-every-svc-form"),
+        pytest.param("cluster", "*.cluster.local", id="a-namespace-cluster-does-not-own-the-cluster-domain"),
+    ],
+)  # fmt: skip
+def test_a_namespace_named_like_a_zone_does_not_own_it(namespace: str, host: str) -> None:
+    snapshot = make_snapshot(
+        make_namespace(namespace), make_service("x", namespace), make_service("reviews", "bookinfo")
+    )
+    policy = make_policy(conflicts={"kubernetesService": "Warn"})
+    verdict = judge(namespace, [host], snapshot=snapshot, policy=policy)
+    assert "ReservedClusterDomain" in verdict.codes
+    assert verdict.allowed is False
+
+
+@pytest.mark.parametrize(
+    "order", [["dev", "prodev"], ["prodev", "dev"]], ids=["dev-first", "prodev-first"]
+)
+def test_a_partial_wildcard_over_namespaces_denies_whatever_their_order(order: list[str]) -> None:
+    snapshot = make_snapshot(*(make_namespace(ns) for ns in order))
+    policy = make_policy(hosts={"publicSuffixWildcards": "Allow", "partialWildcards": "Allow"})
+    verdict = judge("team-x", ["*ev"], snapshot=snapshot, policy=policy)
+    assert verdict.codes == ("ReservedClusterDomain",)
+    assert verdict.allowed is False  # x.prodev is covered, and prodev is no public suffix
+
+
+def test_the_walk_over_a_namespaces_own_services_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snapshot = make_snapshot(*(make_service(f"svc-{i}", "own") for i in range(300)))
+    monkeypatch.setattr(rules, "MAX_EXAMINED_PER_REQUEST", 100)
+    verdict = judge(
+        "own", ["*.x.own.svc.cluster.local", "*.own.svc.cluster.local"], snapshot=snapshot
+    )
+    assert "TooManyMatches" in verdict.codes
+    assert verdict.allowed is False
+
+
 def test_a_single_label_host_names_a_few_services_and_counts_the_rest() -> None:
     snapshot = make_snapshot(*(make_service("api", f"ns-{i}") for i in range(20)))
     verdict = judge("team-x", ["api"], snapshot=snapshot)
@@ -492,6 +563,23 @@ def test_an_update_holds_its_age_only_where_it_already_was_an_owner(
     )
 
 
+def test_an_update_the_registry_does_not_know_yet_is_the_youngest_whatever_it_claims() -> None:
+    old = make_service_entry("ghost", "team-g", ["free.example.com"])
+    new = make_service_entry(
+        "ghost",
+        "team-g",
+        ["api.stripe.com"],
+        metadata={"creationTimestamp": "2000-01-01T00:00:00Z"},
+    )
+    verdict = review.validate(
+        make_request(new, operation="UPDATE", old=old), policy=POLICY, snapshot=OLDEST
+    )
+    assert sorted(f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner) == [
+        "team-a/stripe",
+        "team-c/intruder",
+    ]
+
+
 def test_a_create_is_the_youngest_and_meets_every_owner() -> None:
     verdict = judge("team-x", ["api.stripe.com"], snapshot=OLDEST)
     assert sorted(f"{f.owner.namespace}/{f.owner.name}" for f in verdict.findings if f.owner) == [
@@ -572,13 +660,23 @@ def test_a_registered_partial_wildcard_is_found_by_what_it_overlaps(
     assert ("WildcardOverlap" in verdict.codes) is overlap
 
 
-def test_a_partial_wildcard_over_a_crowded_domain_is_bounded() -> None:
+def test_a_partial_wildcard_over_a_crowded_domain_is_judged_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     snapshot = make_snapshot(
         *(
             make_service_entry(f"e{i}", "team-a", [f"h{i}.crowded.example"])
             for i in range(rules.MAX_MATCHES_PER_REQUEST + 10)
         )
     )
+    # More names in the domain than a request may match: the ones it does not cover do not
+    # count as matches, so a partial wildcard that overlaps none is judged as it is (a warning).
+    verdict = judge("team-x", ["*zzz.crowded.example"], snapshot=snapshot)
+    assert verdict.codes == ("PartialWildcard",)
+    assert verdict.allowed is True
+    # The names it looks at are bounded too.
+    monkeypatch.setattr(rules, "MAX_EXAMINED_PER_REQUEST", 1_000)
     verdict = judge("team-x", ["*zzz.crowded.example"], snapshot=snapshot)
     assert "TooManyMatches" in verdict.codes
+    assert "more than 1000 registered names looked at" in verdict.message
     assert verdict.allowed is False

@@ -396,3 +396,22 @@ def test_a_shutdown_cancel_is_not_swallowed_by_the_body_deadline() -> None:
 
     assert asyncio.run(main()) == "cancelled"
     assert sent == []
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_review_nested_deeper_than_orjson_writes_is_answered_never_a_bare_500(
+    live: LiveServer, depth: int
+) -> None:
+    """orjson reads 1024 levels but writes 255: the check for repeated keys reads such a body
+    again with the standard library, which answers, or (past Python's recursion limit, which
+    depends on what else runs) refuses it with a 400."""
+    body = orjson.dumps(make_review(make_service_entry("deep", "team-c", ["deep.example.com"])))
+    deep = b'"deep":' + b'{"a":' * depth + b"1" + b"}" * depth + b',"hosts":'
+    status, answer = live.call("/validate", body.replace(b'"hosts":', deep, 1))
+    if depth == 300:
+        assert status == 200
+    assert status in (200, 400)
+    if status == 200:
+        assert answer["response"]["uid"] and answer["response"]["allowed"] is True
+    else:
+        assert "nested too deeply" in answer["error"]

@@ -105,6 +105,15 @@ def none(*addresses: str) -> dict[str, Any]:
         pytest.param(none("2001:db8::/48"), [], id="an-ipv6-partner-range-is-fine"),
         pytest.param(none("::ffff:0.0.0.0/96"), ["TargetTooBroad", "TargetDenied"], id="every-ipv4-address-in-ipv6-form"),
         pytest.param(none("not-an-address"), ["InvalidSpec"], id="an-address-that-is-no-ip-or-cidr"),
+        pytest.param(none("::ffff:0:0/95"), ["TargetTooBroad", "TargetDenied"], id="an-ipv6-range-holding-every-ipv4-mapped-address"),
+        pytest.param(none("64:ff9b::/64"), ["TargetTooBroad", "TargetDenied"], id="an-ipv6-range-holding-all-of-nat64"),
+        pytest.param(static("::"), ["TargetDenied"], id="an-endpoint-at-the-ipv6-unspecified-address"),
+        pytest.param(dns("ip6-localhost"), ["TargetDenied"], id="an-endpoint-at-the-kubelets-name-for-ipv6-loopback"),
+        pytest.param(dns("ip6-loopback"), ["TargetDenied"], id="an-endpoint-at-the-other-kubelet-name-for-ipv6-loopback"),
+        pytest.param(dns("0x7f000001"), ["TargetDenied"], id="an-endpoint-at-loopback-written-in-hex"),
+        pytest.param(dns("0xa9fea9fe"), ["TargetDenied"], id="an-endpoint-at-the-metadata-server-written-in-hex"),
+        pytest.param(static("::ffff:0:a9fe:a9fe"), ["TargetDenied"], id="the-metadata-server-as-an-ipv4-translated-address"),
+        pytest.param(static("64:ff9b:1::a9fe:a9fe"), ["TargetDenied"], id="the-metadata-server-through-local-use-nat64"),
         pytest.param({"resolution": "DNS", "addresses": ["169.254.169.254"]}, ["TargetDenied"], id="a-vip-at-the-metadata-server-whatever-the-resolution"),
     ],
 )  # fmt: skip
@@ -193,3 +202,7 @@ def test_a_namespace_rule_adds_denied_targets_for_its_namespace() -> None:
 def test_a_headless_service_has_no_cluster_ip_to_take() -> None:
     assert CLUSTER.service_with_ip("None") is None
     assert judge(static("10.96.21.9")).codes == ()
+
+
+def test_a_loopback_name_is_one_finding() -> None:
+    assert [f.code.value for f in judge(dns("localhost")).findings] == ["TargetDenied"]

@@ -146,7 +146,10 @@ def repeats_a_key(body: bytes, parsed: object) -> bool:
     the same way, so the counts differ exactly when a key was dropped. Only a colon written as
     the escape \\u003a is not counted in the body; such a body is read again with the standard
     library, which reports every key."""
-    canonical = orjson.dumps(parsed)
+    try:
+        canonical = orjson.dumps(parsed)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        return _repeats_a_key_slowly(body)
     if canonical == body or (body.endswith(b"\n") and canonical == body[:-1]):
         return False
     if b"\\u003" in body and (b"\\u003a" in body or b"\\u003A" in body):
@@ -163,6 +166,8 @@ def _repeats_a_key_slowly(body: bytes) -> bool:
         json.loads(body, object_pairs_hook=check)
     except _RepeatedKey:
         return True
+    except RecursionError:
+        raise MalformedReview("body is nested too deeply to be an AdmissionReview") from None
     except ValueError:
         return False  # orjson read it: a difference of the two parsers is not a repeated key
     return False

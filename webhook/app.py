@@ -104,7 +104,11 @@ class AdmissionEndpoint:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, "malformed", f"body is not JSON: {exc}")
-        if admission.repeats_a_key(body, parsed):
+        try:
+            repeats = admission.repeats_a_key(body, parsed)
+        except admission.MalformedReview as exc:
+            return self._refuse(400, "malformed", str(exc))
+        if repeats:
             # Two readers of such a body may see two different reviews; the API server never
             # sends one.
             return self._refuse(400, "malformed", "body repeats a key within one JSON object")

@@ -18,6 +18,8 @@ and swaps it in whole. Its indexes make a lookup cost the same for 100 entries a
   name);
 - ``cluster_ips``: every Service's cluster IP -> its namespace (the Service's own table holds
   the address, so a hit is confirmed there), for the targets rules;
+- ``service_names``: every Service's name -> the namespace(s) holding one, so a single-label host
+  (a Service's short name in its own namespace) is looked up once, not in every namespace;
 - ``partials``: the partial wildcards (``*foo.example.com``) registered, by the domain they lie
   in (``example.com``). They are rare, so a lookup reads this table only when it is not empty.
 
@@ -28,16 +30,15 @@ An exact host is checked with one read plus one read per parent domain (the wild
 cover it), and one more when it has the shape of a Service's name; a wildcard adds one read of
 ``under``, and a walk of the Services it covers when it lies in the cluster's domain. A partial
 wildcard walks the names in its parent domain and keeps those it covers, counting the others
-against the request's budget. A single-label host is looked up in each namespace it is visible
-in (every namespace, for an entry exported to all): the one lookup that grows with the cluster,
-by namespaces rather than entries.
+against the request's count of names examined. A single-label host is one read of
+``service_names``, then one per namespace holding a Service of that name.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -240,17 +241,18 @@ class Snapshot:
     generation: int = 0
     cluster_ips: Mapping[IpKey, IpOwner] = field(default_factory=dict)
     partials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    service_names: Mapping[str, str | tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def claims(self) -> ClaimsView:
         """Every object, Services included, by (kind, namespace, name)."""
         return ClaimsView.of(self)
 
-    def matches(self, host: str, budget: list[int] | None = None) -> Iterator[Match]:
+    def matches(self, host: str, examined: list[int] | None = None) -> Iterator[Match]:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
         then (for a wildcard host) the names it covers. Lazy, so a caller may stop early. A
-        partial wildcard host takes one off ``budget`` for each name it examines and does not
-        cover (the caller counts the matches), and stops when it is spent."""
+        partial wildcard host takes one off ``examined`` for each name it examines and does not
+        cover (the caller counts the matches), and stops when that count is spent."""
         names = self.names
         wildcard = host.startswith("*")
         if not wildcard:
@@ -278,7 +280,7 @@ class Snapshot:
             return
         parent = hosts.wildcard_parent(host)
         if hosts.is_partial_wildcard(host):
-            yield from self._covered_by_partial(host, parent, budget)
+            yield from self._covered_by_partial(host, parent, examined)
             return
         for key, owner in self.names_under(parent):
             yield Match(key, owner, Relation.COVERS)
@@ -295,7 +297,7 @@ class Snapshot:
                         yield Match(key, owner, Relation.COVERED_BY)
 
     def _covered_by_partial(
-        self, host: str, parent: str, budget: list[int] | None
+        self, host: str, parent: str, examined: list[int] | None
     ) -> Iterator[Match]:
         """What a partial wildcard covers: the names and aliases in its parent domain that end
         with its suffix."""
@@ -306,9 +308,9 @@ class Snapshot:
         for match in candidates:
             if match.key != host and hosts.covers(host, match.key):
                 yield match
-            elif budget is not None:
-                budget[0] -= 1
-                if budget[0] < 0:
+            elif examined is not None:
+                examined[0] -= 1
+                if examined[0] < 0:
                     return
 
     def names_under(self, domain: str) -> Iterator[tuple[str, Claim]]:
@@ -434,14 +436,26 @@ class Snapshot:
         return (service,) if service is not None else ()
 
     def services_called(
-        self, label: str, namespaces: Iterable[str] | None = None
+        self, label: str, namespaces: Container[str] | None = None
     ) -> Iterator[Claim]:
         """The Services named ``label`` in ``namespaces`` (None: in every namespace): the ones
         whose short name ``label`` is, for the proxies of their namespace."""
-        for namespace in self.namespace_names() if namespaces is None else namespaces:
-            service = self._service(namespace, label)
-            if service is not None:
-                yield service
+        for namespace in _spaces(self.service_names.get(label)):
+            if namespaces is None or namespace in namespaces:
+                service = self._service(namespace, label)
+                if service is not None:
+                    yield service
+
+    def service_names_ending(self, suffix: str, examined: list[int] | None = None) -> Iterator[str]:
+        """The names of Services that end with ``suffix`` (what a partial wildcard of one label,
+        ``*eviews``, covers), each name examined taking one off ``examined``."""
+        for name in self.service_names:
+            if examined is not None:
+                examined[0] -= 1
+                if examined[0] < 0:
+                    return
+            if name.endswith(suffix):
+                yield name
 
     def namespace_names(self) -> Iterator[str]:
         """Every namespace the registry knows of: those listed, and those holding Services."""
@@ -515,6 +529,7 @@ class RegistryBuilder:
         self.generation = 0
         self.cluster_ips: dict[IpKey, IpOwner] = {}
         self.partials: dict[str, tuple[str, ...]] = {}
+        self.service_names: dict[str, str | tuple[str, ...]] = {}
 
     @property
     def claims(self) -> ClaimsView:
@@ -531,6 +546,7 @@ class RegistryBuilder:
             self.skipped = dict(self.skipped)
             self.cluster_ips = dict(self.cluster_ips)
             self.partials = dict(self.partials)
+            self.service_names = dict(self.service_names)
             self._shared = False
 
     @property
@@ -720,6 +736,13 @@ class RegistryBuilder:
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
         self.partials = {}
+        self.service_names = {}
+        for claim in held.values():
+            if claim.kind == claims_mod.SERVICE:
+                self._add_name(claim.name, claim.namespace)
+        for namespace, table in services.items():
+            for name in table:
+                self._add_name(name, namespace)
         for name in names:
             if hosts.is_partial_wildcard(name):
                 self._add_partial(name)
@@ -744,6 +767,20 @@ class RegistryBuilder:
             table = self.services.get(owner) if isinstance(owner, str) else None
             if table is None or not any(key in _keys(p[2]) for p in table.values()):
                 del self.cluster_ips[key]
+
+    def _add_name(self, name: str, namespace: str) -> None:
+        found = self.service_names.get(name)
+        if found is None:
+            self.service_names[name] = namespace
+        elif namespace not in _spaces(found):
+            self.service_names[name] = (*_spaces(found), namespace)
+
+    def _drop_name(self, name: str, namespace: str) -> None:
+        left = tuple(ns for ns in _spaces(self.service_names.get(name)) if ns != namespace)
+        if not left:
+            self.service_names.pop(name, None)
+        else:
+            self.service_names[name] = left[0] if len(left) == 1 else left
 
     def _add_partial(self, name: str) -> None:
         parent = hosts.wildcard_parent(name)
@@ -775,6 +812,8 @@ class RegistryBuilder:
     def put_claim(self, claim: Claim) -> None:
         self._own()
         self.remove_claim(claim.key)
+        if claim.kind == claims_mod.SERVICE:
+            self._add_name(claim.name, claim.namespace)
         if _hold(claim, self.objects, self.services, self.cluster_domain):
             self.service_count += 1
             self._add_ips(self.services[claim.namespace][claim.name][2], claim.namespace)
@@ -799,6 +838,7 @@ class RegistryBuilder:
             if table is not None and profile is not None:
                 self.service_count -= 1
                 self._drop_ips(profile[2], key[1])
+                self._drop_name(key[2], key[1])
                 if not table:
                     del self.services[key[1]]
                 return
@@ -806,6 +846,8 @@ class RegistryBuilder:
         if claim is None:
             return
         self._drop_ips(_packed(claim.cluster_ips), key)
+        if claim.kind == claims_mod.SERVICE:
+            self._drop_name(claim.name, claim.namespace)
         for name in self._names_of(claim):
             left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
@@ -833,6 +875,7 @@ class RegistryBuilder:
             generation=self.generation,
             cluster_ips=self.cluster_ips,
             partials=self.partials,
+            service_names=self.service_names,
         )
 
 
@@ -892,3 +935,10 @@ def build_snapshot(
 ) -> Snapshot:
     """Index many objects at once; see ``RegistryBuilder.bulk``."""
     return RegistryBuilder.bulk(objects, cluster_domain=cluster_domain).snapshot()
+
+
+def _spaces(found: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The namespaces a ``service_names`` value holds."""
+    if found is None:
+        return ()
+    return (found,) if type(found) is str else found  # type: ignore[return-value]

@@ -122,14 +122,17 @@ def _not_judged(req: admission.AdmissionRequest) -> str | None:
 
 def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> rules.Age | None:
     """Where the object stands among the owners of its hosts. A CREATE is the youngest (None:
-    judged against every owner). An UPDATE keeps its creationTimestamp (the API server restores
-    it): the stored object's, else the registry's, else the one in the request."""
+    judged against every owner). An UPDATE keeps its creationTimestamp: the stored object's
+    (oldObject), else the registry's copy's. Never the one in the object, which the requester
+    writes: with neither, the object counts as the youngest."""
     if req.operation != "UPDATE":
         return None
     created = _created(req.old_object)
     if not created:
         known = snapshot.get(claims.SERVICE_ENTRY, req.namespace, req.name)
-        created = known.created if known is not None else _created(req.object)
+        if known is None:
+            return None
+        created = known.created
     return rules.age_of(created, req.namespace, req.name)
 
 

@@ -62,6 +62,12 @@ MAX_OWNERS_PER_CODE = 3
 # *.svc.cluster.local against 100k Services would take the API server's whole 5 s. Each
 # examined name costs about 2 µs, so the bound keeps any request under about 50 ms of it.
 MAX_MATCHES_PER_REQUEST = 20_000
+# How many more names one request may look at without their matching: the candidates of a
+# partial wildcard (every name in its parent domain), Service names for a single-label partial
+# one, a namespace's own Services for a wildcard in its zone. Each costs well under a
+# microsecond, so this keeps any request under about 0.1 s of it, and is large enough that a
+# partial wildcard in a crowded domain (100k names) is still judged.
+MAX_EXAMINED_PER_REQUEST = 200_000
 
 
 class OwnerRef(NamedTuple):
@@ -112,8 +118,10 @@ class Context(NamedTuple):
     # Hosts judged against every owner whatever ``skip`` says: those an UPDATE adds, or all of
     # them when it widens exportTo (see ``newcomer_hosts``).
     newcomers: frozenset[str] = frozenset()
-    # Registered names this request may still examine (one shared, mutable count).
+    # Registered names this request may still match, and names it may still look at without a
+    # match (one shared, mutable count each; see the two bounds above).
     budget: list[int] | None = None
+    examined: list[int] | None = None
     # The meshDefaultExportTo of another namespace's entries, when namespace rules set their
     # own; None when every namespace has the global one (then ``rules`` holds it).
     export_default_of: Callable[[str], tuple[str, ...]] | None = None
@@ -154,6 +162,7 @@ def context_for(
         skip=skip,
         newcomers=newcomers,
         budget=[MAX_MATCHES_PER_REQUEST],
+        examined=[MAX_EXAMINED_PER_REQUEST],
         export_default_of=lookup,
     )
 
@@ -430,13 +439,28 @@ def _namespace_covered(host: str, ctx: Context) -> str | None:
     if dot:
         return rest if "." not in rest and snapshot.has_namespace(rest) else None
     fragment = first[1:]  # *s: every namespace whose name ends in "s"
-    return next((ns for ns in snapshot.namespace_names() if ns.endswith(fragment)), None)
+    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+    found: str | None = None
+    for namespace in snapshot.namespace_names():
+        examined[0] -= 1
+        if examined[0] < 0:
+            return namespace  # past the bound, taken as covered: reserved, not waved through
+        if namespace.endswith(fragment):
+            if not hosts.is_public_suffix(namespace):
+                return namespace  # one that is not a public suffix decides: Deny, not Warn
+            found = found or namespace
+    return found
 
 
 def _own_service_names(ctx: Context) -> Iterator[tuple[str, str, str]]:
-    """(FQDN, name.ns.svc, name.ns) of every Service of the requester's namespace."""
+    """(FQDN, name.ns.svc, name.ns) of every Service of the requester's namespace, each name
+    looked at counted in the request's ``examined``."""
     zone = f"{ctx.namespace}.svc.{ctx.cluster_domain}"
+    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
     for key, owner in ctx.snapshot.names_under(zone):
+        examined[0] -= 1
+        if examined[0] < 0:
+            return
         if (
             owner.kind == SERVICE
             and owner.namespace == ctx.namespace
@@ -460,7 +484,16 @@ def matches_an_own_service(host: str, ctx: Context) -> bool:
             return True
         service = snapshot.service_of_alias(host)
         return service is not None and service.namespace == namespace
-    zones = (f"{namespace}.svc.{ctx.cluster_domain}", f"{namespace}.svc", namespace)
+    # A zone of the namespace's own names: its Services' FQDNs, their .svc forms, their short
+    # forms. The wildcard must not also reach reserved names outside that zone: *.local from a
+    # namespace "local" covers the whole cluster domain, *.svc from a namespace "svc" every
+    # <name>.<ns>.svc.
+    domain = ctx.cluster_domain
+    zones = [f"{namespace}.svc.{domain}"]
+    if not (hosts.overlaps(host, "*." + domain) or hosts.covers(host, domain)):
+        zones.append(f"{namespace}.svc")
+        if not _covers_a_svc_form(host):
+            zones.append(namespace)
     for form, zone in enumerate(zones):
         if hosts.is_under(host, zone):
             return any(hosts.covers(host, names[form]) for names in _own_service_names(ctx))
@@ -584,30 +617,39 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
 def _visible_services_called(label: str, ctx: Context) -> Iterator[Claim]:
     """The Services named ``label`` in the namespaces that can see the entry."""
     seen = ctx.visibility
-    return ctx.snapshot.services_called(label, None if "*" in seen else sorted(seen))
+    return ctx.snapshot.services_called(label, None if "*" in seen else seen)
 
 
 def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
     """A single-label host is the short name of the Service of that name in every namespace
     that has one: Istio gives it to that namespace's proxies as a route domain, and an entry
     visible there takes it over."""
-    if "." in host or host.startswith("*"):
+    if "." in host:
         return
-    found = (
-        kubernetes_service(host, ctx, Match(host, owner, Relation.EQUAL))
-        for owner in _visible_services_called(host, ctx)
-    )
+    if host.startswith("*"):  # *eviews covers the short name reviews
+        examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+        covered = (
+            Match(name, owner, Relation.COVERS)
+            for name in ctx.snapshot.service_names_ending(host[1:], examined)
+            for owner in _visible_services_called(name, ctx)
+        )
+    else:
+        covered = (
+            Match(host, owner, Relation.EQUAL) for owner in _visible_services_called(host, ctx)
+        )
+    found = (kubernetes_service(host, ctx, match) for match in covered)
     yield from _capped(host, (f for f in found if f is not None))
 
 
 def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
     """Every owner in the registry that the host collides with, at most a few per code."""
     budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
-    matches = ctx.snapshot.matches(host, budget)
+    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+    matches = ctx.snapshot.matches(host, examined)
     first = next(matches, None)
     if first is None:  # the common case, a free host: nothing more to look at
-        if budget[0] < 0:  # a partial wildcard that examined too many names
-            yield _too_many(host)
+        if examined[0] < 0:  # a partial wildcard that examined too many names
+            yield _too_many(host, examined=True)
         return
     conflicts = ctx.rules.conflicts
     if all(
@@ -643,17 +685,20 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
         if finding is not None:
             found.append(finding)
     yield from _capped(host, found)
-    if budget[0] < 0:
-        yield _too_many(host)
+    if budget[0] < 0 or examined[0] < 0:
+        yield _too_many(host, examined=budget[0] >= 0)
 
 
-def _too_many(host: str) -> Finding:
+def _too_many(host: str, *, examined: bool = False) -> Finding:
+    if examined:
+        what = f"needs more than {MAX_EXAMINED_PER_REQUEST} registered names looked at to be judged"
+    else:
+        what = f"overlaps more than {MAX_MATCHES_PER_REQUEST} registered names"
     return finding_of(
         Code.TOO_MANY_MATCHES,
         host,
         Action.DENY,
-        f'host "{host}" overlaps more than {MAX_MATCHES_PER_REQUEST} registered names '
-        "(with the other hosts of this ServiceEntry); use narrower hosts",
+        f'host "{host}" {what} (with the other hosts of this ServiceEntry); use narrower hosts',
     )
 
 
@@ -688,13 +733,17 @@ def _capped(host: str, findings: Iterable[Finding]) -> Iterator[Finding]:
 # --- targets: where the entry's traffic goes -----------------------------------------------
 
 # IPv6 ranges that carry an IPv4 address in their last 32 bits, which a target there reaches:
-# IPv4-mapped (::ffff:a.b.c.d), the NAT64 well-known prefix (64:ff9b::a.b.c.d, RFC 6052) and the
-# deprecated IPv4-compatible form (::a.b.c.d).
+# IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d, RFC 2765), the NAT64
+# well-known and local-use prefixes (64:ff9b::a.b.c.d, RFC 6052; 64:ff9b:1::/48, RFC 8215) and
+# the deprecated IPv4-compatible form (::a.b.c.d).
 _EMBEDDING_V4 = (
     ipaddress.IPv6Network("::ffff:0:0/96"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
     ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
     ipaddress.IPv6Network("::/96"),
 )
+_EVERY_IPV4 = ipaddress.IPv4Network("0.0.0.0/0")
 
 
 def _networks_of(raw: str) -> tuple[Network, ...] | None:
@@ -707,15 +756,14 @@ def _networks_of(raw: str) -> tuple[Network, ...] | None:
             network = ipaddress.ip_network(ipaddress.ip_address(raw.split("%", 1)[0]))
     except ValueError:
         return None
-    if isinstance(network, ipaddress.IPv6Network) and network.prefixlen >= 96:
+    if isinstance(network, ipaddress.IPv6Network):
         for embedding in _EMBEDDING_V4:
-            if network.subnet_of(embedding) and not (
-                embedding.network_address == ipaddress.IPv6Address("::")
-                and int(network.network_address) <= 1
-            ):
+            if network.prefixlen >= 96 and network.subnet_of(embedding):
+                # :: is ::0.0.0.0, as 0.0.0.0 "this host" (a connection to it reaches ::1).
                 low = int(network.network_address) & 0xFFFFFFFF
-                v4 = ipaddress.IPv4Network((low, network.prefixlen - 96))
-                return (network, v4)
+                return (network, ipaddress.IPv4Network((low, network.prefixlen - 96)))
+            if network.prefixlen < 96 and network.overlaps(embedding):
+                return (network, _EVERY_IPV4)  # it holds every IPv4 address in that form
     return (network,)
 
 
@@ -759,21 +807,59 @@ def target_findings(claim: Claim, ctx: Context) -> Iterator[Finding]:
             yield from _name_target_findings(host, "spec.hosts", what, ctx)
 
 
-# RFC 6761: every name under localhost resolves to a loopback address.
+# RFC 6761: every name under localhost resolves to a loopback address; so do the names the
+# kubelet writes for ::1 into every pod's /etc/hosts, which resolvers read first.
 _LOOPBACK = (ipaddress.IPv4Network("127.0.0.1/32"), ipaddress.IPv6Network("::1/128"))
+_LOOPBACK_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
+
+
+def _is_loopback_name(name: str) -> bool:
+    if name.startswith("*"):
+        return hosts.covers(name, "x.localhost") or any(
+            hosts.covers(name, loopback) for loopback in _LOOPBACK_NAMES
+        )
+    return name in _LOOPBACK_NAMES or name.endswith(".localhost")
 
 
 def _name_target_findings(name: str, where: str, what: str, ctx: Context) -> Iterator[Finding]:
     if ctx.rules.targets.action is Action.ALLOW:
         return
-    wildcard = name.startswith("*")
-    if (name.endswith("localhost") or wildcard) and (
-        name == "localhost" or name.endswith(".localhost") or hosts.covers(name, "x.localhost")
-    ):
-        yield from _address_findings(where, name, _LOOPBACK[:1], ctx)
-        yield from _address_findings(where, name, _LOOPBACK[1:], ctx)
+    if _is_loopback_name(name):
+        found = list(_address_findings(where, name, _LOOPBACK[:1], ctx))
+        yield from found or _address_findings(where, name, _LOOPBACK[1:], ctx)
+        return
+    numeric = _inet_aton(name)
+    if numeric is not None:  # 0x7f000001: a resolver reads it as 127.0.0.1
+        yield from _address_findings(where, name, (ipaddress.IPv4Network(numeric),), ctx)
         return
     yield from _denied_name(name, what, ctx)
+
+
+def _inet_aton(name: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a name denotes as inet_aton reads it (1 to 4 parts, each decimal, octal
+    with a leading 0 or hex with 0x; the last part fills the bytes left), as glibc's resolver
+    does before it asks DNS; None for a real name."""
+    parts = name.split(".")
+    if len(parts) > 4:
+        return None
+    values: list[int] = []
+    for part in parts:
+        try:
+            if part[:2] in ("0x", "0X"):
+                values.append(int(part[2:], 16))
+            elif len(part) > 1 and part.startswith("0"):
+                values.append(int(part, 8))
+            else:
+                values.append(int(part, 10))
+        except ValueError:
+            return None
+    *head, last = values
+    if any(v > 0xFF for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    number = last
+    for i, value in enumerate(head):
+        number |= value << (8 * (3 - i))
+    return ipaddress.IPv4Address(number)
 
 
 def _invalid_target(where: str, raw: str, why: str) -> Finding:
@@ -878,6 +964,7 @@ _SUMMARIES = {
     Code.TOO_MANY_MATCHES: "overlaps too many registered names",
     Code.PARTIAL_WILDCARD: "is a partial wildcard: it matches across labels",
     Code.TARGET_TOO_BROAD: "is a range broader than the policy allows",
+    Code.TARGET_DENIED: "is a target the policy denies",
 }
 
 
@@ -933,8 +1020,8 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
         return findings
     host_rules = ctx.rules.hosts
     domain = ctx.cluster_domain
-    if ctx.budget is None:
-        ctx = ctx._replace(budget=[MAX_MATCHES_PER_REQUEST])
+    if ctx.budget is None or ctx.examined is None:
+        ctx = ctx._replace(budget=[MAX_MATCHES_PER_REQUEST], examined=[MAX_EXAMINED_PER_REQUEST])
     for host in claim.hosts:
         wildcard = host.startswith("*")
         if host_rules.denied:
@@ -952,6 +1039,25 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
         if "." not in host:
             findings.extend(short_name_service(host, ctx))
         findings.extend(registry_conflicts(host, ctx))
-    if claim.targets or claim.resolves_hosts:
+    if claim.targets or (claim.resolves_hosts and _may_reach_a_denied_name(claim.hosts, ctx)):
         findings.extend(target_findings(claim, ctx))
     return findings
+
+
+def _may_reach_a_denied_name(names: Iterable[str], ctx: Context) -> bool:
+    """A quick test that lets nearly every entry skip ``target_findings``: True when one of its
+    hosts could be a denied target name (or a localhost name); the rules then say which."""
+    targets = ctx.rules.targets
+    if targets.action is Action.ALLOW:
+        return False
+    if targets.denied_wildcards:
+        return True
+    exact, first_labels = targets.denied_exact, targets.denied_first_labels
+    return any(
+        name.startswith("*")
+        or name.endswith(("localhost", "ip6-loopback"))
+        or name[0].isdigit()  # perhaps an address as inet_aton reads one: 0x7f000001
+        or name in exact
+        or ("." not in name and name in first_labels)
+        for name in names
+    )

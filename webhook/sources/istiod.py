@@ -12,6 +12,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,8 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
             entry["hosts"].append(host)
         if kind == SERVICE:
             entry["ips"].extend(_cluster_ips(service))
-        created = service.get("creationTime")
-        if isinstance(created, str) and (not entry["created"] or created < entry["created"]):
+        created = _timestamp(service.get("creationTime"))
+        if created and (not entry["created"] or created < entry["created"]):
             entry["created"] = created
     claims: list[Claim] = []
     for (kind, namespace, name), entry in grouped.items():
@@ -133,6 +134,23 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
             )
         )
     return claims
+
+
+def _timestamp(raw: object) -> str:
+    """istiod's creationTime (Go's RFC 3339, with fractions of a second or an offset) in the
+    form the API server writes creationTimestamp (whole seconds, UTC, Z), so that ages compare
+    as text; "" when it is not a time."""
+    if not isinstance(raw, str) or not raw:
+        return ""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment.year < 2:
+        return ""  # Go's zero time: istiod does not know when
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _cluster_ips(service: dict[str, Any]) -> list[object]:
