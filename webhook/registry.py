@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -300,37 +300,41 @@ class Snapshot:
         self, host: str, parent: str, examined: list[int] | None
     ) -> Iterator[Match]:
         """What a partial wildcard covers: the names and aliases in its parent domain that end
-        with its suffix."""
-        candidates = itertools.chain(
-            (Match(key, owner, Relation.COVERS) for key, owner in self.names_under(parent)),
-            self._aliases_under(parent),
-        )
-        for match in candidates:
-            if match.key != host and hosts.covers(host, match.key):
-                yield match
-            elif examined is not None:
+        with its suffix (each tested by name, before any Claim is made for it)."""
+
+        def keep(key: str) -> bool:
+            if key != host and hosts.covers(host, key):
+                return True
+            if examined is not None:
                 examined[0] -= 1
                 if examined[0] < 0:
-                    return
+                    raise _Spent
+            return False
 
-    def names_under(self, domain: str) -> Iterator[tuple[str, Claim]]:
+        try:
+            for key, owner in self.names_under(parent, keep):
+                yield Match(key, owner, Relation.COVERS)
+            yield from self._aliases_under(parent, keep)
+        except _Spent:
+            return
+
+    def names_under(
+        self, domain: str, keep: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[str, Claim]]:
         """(name, owner) for every registered name strictly inside ``domain`` (every name, for
-        the root ""), Services' FQDNs included."""
+        the root ""), Services' FQDNs included; only the names ``keep`` accepts, when given."""
         names = self.names
-        if not domain:
-            for key, value in names.items():
-                for owner in owners_of(value):
+        keys = names if not domain else self.under.get(domain, ())
+        for key in keys:
+            if keep is None or keep(key):
+                for owner in owners_of(names.get(key)):
                     yield key, owner
-        for key in self.under.get(domain, ()):
-            for owner in owners_of(names.get(key)):
-                yield key, owner
         zone = "svc." + self.cluster_domain
         for namespace in self._namespaces_under(domain, zone):
             for name, profile in self.services.get(namespace, {}).items():
-                yield (
-                    f"{name}.{namespace}.{zone}",
-                    service_claim_of(namespace, name, profile, self.cluster_domain),
-                )
+                key = f"{name}.{namespace}.{zone}"
+                if keep is None or keep(key):
+                    yield key, service_claim_of(namespace, name, profile, self.cluster_domain)
 
     def _namespaces_under(self, domain: str, zone: str) -> Iterable[str]:
         """The namespaces whose Services' FQDNs lie strictly inside ``domain``."""
@@ -382,31 +386,33 @@ class Snapshot:
             return None
         return self._service(namespace, host[:first])
 
-    def _aliases_under(self, domain: str) -> Iterator[Match]:
+    def _aliases_under(
+        self, domain: str, keep: Callable[[str], bool] | None = None
+    ) -> Iterator[Match]:
         """Service aliases strictly inside ``domain``: ``*.ns`` covers every ``name.ns``,
         ``*.ns.svc`` and ``*.svc`` cover ``name.ns.svc``. The Services come from the names under
         their namespace's zone, each the FQDN of its Service."""
         dot = domain.find(".")
         if not domain:  # the root: every alias
-            yield from self._service_aliases(None, "")
-            yield from self._service_aliases(None, ".svc")
+            yield from self._service_aliases(None, "", keep)
+            yield from self._service_aliases(None, ".svc", keep)
         elif dot == -1:
-            yield from self._service_aliases(domain, "")
+            yield from self._service_aliases(domain, "", keep)
             if domain == "svc":
-                yield from self._service_aliases(None, ".svc")
+                yield from self._service_aliases(None, ".svc", keep)
         elif domain.endswith(".svc") and dot == len(domain) - 4:
-            yield from self._service_aliases(domain[:dot], ".svc")
+            yield from self._service_aliases(domain[:dot], ".svc", keep)
 
-    def _service_aliases(self, namespace: str | None, suffix: str) -> Iterator[Match]:
+    def _service_aliases(
+        self, namespace: str | None, suffix: str, keep: Callable[[str], bool] | None = None
+    ) -> Iterator[Match]:
         services = self.services
         domain = self.cluster_domain
         for ns in services if namespace is None else (namespace,):
             for name, profile in services.get(ns, {}).items():
-                yield Match(
-                    f"{name}.{ns}{suffix}",
-                    service_claim_of(ns, name, profile, domain),
-                    Relation.COVERS,
-                )
+                alias = f"{name}.{ns}{suffix}"
+                if keep is None or keep(alias):
+                    yield Match(alias, service_claim_of(ns, name, profile, domain), Relation.COVERS)
         # Services held as objects whose FQDN here is among their hosts: found by that FQDN.
         zone = f"svc.{self.cluster_domain}"
         if namespace is not None:
@@ -420,7 +426,8 @@ class Snapshot:
                     and key == service_fqdn(owner, domain)
                 ):
                     alias = f"{owner.name}.{owner.namespace}{suffix}"
-                    if alias not in owner.hosts:  # else found as a registered name already
+                    # Else found as a registered name already.
+                    if alias not in owner.hosts and (keep is None or keep(alias)):
                         yield Match(alias, owner, Relation.COVERS)
 
     def owners(self, name: str) -> tuple[Claim, ...]:
@@ -456,6 +463,19 @@ class Snapshot:
                     return
             if name.endswith(suffix):
                 yield name
+
+    def service_names_in(self, namespace: str) -> Iterator[str]:
+        """The names of the Services of ``namespace`` whose FQDN is in this cluster's domain."""
+        yield from self.services.get(namespace, ())
+        zone = f"{namespace}.svc.{self.cluster_domain}"
+        for key in self.under.get(zone, ()):
+            for owner in owners_of(self.names.get(key)):
+                if (
+                    owner.kind == claims_mod.SERVICE
+                    and owner.namespace == namespace
+                    and key == service_fqdn(owner, self.cluster_domain)
+                ):
+                    yield owner.name
 
     def namespace_names(self) -> Iterator[str]:
         """Every namespace the registry knows of: those listed, and those holding Services."""
@@ -942,3 +962,7 @@ def _spaces(found: str | tuple[str, ...] | None) -> tuple[str, ...]:
     if found is None:
         return ()
     return (found,) if type(found) is str else found  # type: ignore[return-value]
+
+
+class _Spent(Exception):
+    """A request's count of names looked at ran out in the middle of a walk."""

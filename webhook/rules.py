@@ -17,7 +17,7 @@ from typing import NamedTuple
 from webhook import hosts
 from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
 from webhook.policy import Action, Network, Policy, Rules, looks_like_an_address
-from webhook.registry import Match, Relation, Snapshot, service_fqdn
+from webhook.registry import Match, Relation, Snapshot
 
 
 class Code(StrEnum):
@@ -455,19 +455,15 @@ def _namespace_covered(host: str, ctx: Context) -> str | None:
 def _own_service_names(ctx: Context) -> Iterator[tuple[str, str, str]]:
     """(FQDN, name.ns.svc, name.ns) of every Service of the requester's namespace, each name
     looked at counted in the request's ``examined``."""
-    zone = f"{ctx.namespace}.svc.{ctx.cluster_domain}"
+    namespace = ctx.namespace
+    suffix = f".{namespace}.svc.{ctx.cluster_domain}"
     examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
-    for key, owner in ctx.snapshot.names_under(zone):
+    for name in ctx.snapshot.service_names_in(namespace):
         examined[0] -= 1
         if examined[0] < 0:
             return
-        if (
-            owner.kind == SERVICE
-            and owner.namespace == ctx.namespace
-            and key == service_fqdn(owner, ctx.cluster_domain)
-        ):
-            short = f"{owner.name}.{owner.namespace}"
-            yield key, short + ".svc", short
+        short = f"{name}.{namespace}"
+        yield name + suffix, short + ".svc", short
 
 
 def matches_an_own_service(host: str, ctx: Context) -> bool:
@@ -637,8 +633,20 @@ def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
         covered = (
             Match(host, owner, Relation.EQUAL) for owner in _visible_services_called(host, ctx)
         )
-    found = (kubernetes_service(host, ctx, match) for match in covered)
+    budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
+    found = (kubernetes_service(host, ctx, match) for match in _counted(covered, budget))
     yield from _capped(host, (f for f in found if f is not None))
+    if budget[0] < 0:
+        yield _too_many(host)
+
+
+def _counted(matches: Iterable[Match], budget: list[int]) -> Iterator[Match]:
+    """``matches``, each taking one off the request's ``budget``, until it is spent."""
+    for match in matches:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return
+        yield match
 
 
 def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
