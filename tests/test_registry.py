@@ -507,3 +507,20 @@ def test_a_services_cluster_ips(spec: dict[str, Any], ips: tuple[str, ...]) -> N
     service = make_service("a", "ns")
     service["spec"].update(spec)
     assert claims.service_claim(service, cluster_domain="cluster.local").cluster_ips == ips
+
+
+@pytest.mark.parametrize(
+    "ips",
+    [
+        pytest.param(("0.0.0.0",), id="the-lowest-ipv4"),
+        pytest.param(("255.255.255.255",), id="the-highest-ipv4"),
+        pytest.param(("10.96.0.10", "fd00::a"), id="dual-stack"),
+        pytest.param(("172.16.254.1", "192.168.0.255", "1.2.3.4"), id="several-octet-widths"),
+        pytest.param(("::", "2001:db8::ffff:1"), id="ipv6-edges"),
+    ],
+)
+def test_the_registry_gives_back_the_cluster_ips_a_service_has(ips: tuple[str, ...]) -> None:
+    snapshot = make_snapshot(with_ips(make_service("a", "ns"), *ips))
+    held = snapshot.get("Service", "ns", "a")
+    assert held is not None and held.cluster_ips == ips
+    assert snapshot.claims[("Service", "ns", "a")].cluster_ips == ips

@@ -235,7 +235,7 @@ class AdmissionEndpoint:
             )
         stats = self._stats
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
-            stats.finding(self.webhook, finding.code.value, outcome)
+            stats.finding(self.webhook, str(finding.code), outcome)
         if verdict.result == review.DENIED:
             stats.denial(runtime.namespace_label(req.namespace))
         if self.on_verdict is not None and not verdict.allowed and not req.dry_run:

@@ -90,7 +90,7 @@ def admission_record(
         "version": req.version if req else "",
         "hosts": _raw_hosts(req.object if req else None),
         "decision": verdict.result,
-        "mode": verdict.mode.value if verdict.mode else None,
+        "mode": str(verdict.mode) if verdict.mode else None,
         "exemption": verdict.exemption,
         "findings": findings,
         "policyGeneration": policy_generation,

@@ -161,7 +161,7 @@ def service_entry_claim(
     """The hosts of a ServiceEntry, normalised and de-duplicated, with every problem named."""
     meta = _metadata(obj)
     ns = sys.intern(namespace or object_namespace(obj))
-    name = object_name(obj)
+    name = meta.get("name")
     created = meta.get("creationTimestamp")
     spec = obj.get("spec")
     problems: list[str] = []
@@ -210,11 +210,11 @@ def service_entry_claim(
         if "endpoints" in spec or "addresses" in spec:
             targets, resolves_hosts = _targets(spec, problems)
         else:  # nearly every entry: nothing but its hosts says where its traffic goes
-            resolves_hosts = _hosts_resolved(spec, None)
+            resolves_hosts = not spec.get("workloadSelector") and spec.get("resolution") != "STATIC"
     return Claim(
         kind=SERVICE_ENTRY,
         namespace=ns,
-        name=name,
+        name=name if isinstance(name, str) else "",
         hosts=tuple(valid),
         export_to=export_to,
         created=created if isinstance(created, str) else "",

@@ -87,7 +87,7 @@ def denied_messages(verdict: Verdict) -> dict[str, list[str]]:
     by_code: dict[str, list[str]] = {}
     for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
         if outcome == "denied":
-            by_code.setdefault(finding.code.value, []).append(finding.message)
+            by_code.setdefault(str(finding.code), []).append(finding.message)
     return by_code
 
 

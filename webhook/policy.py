@@ -118,6 +118,8 @@ class Targets:
     denied_exact: frozenset[str] = field(init=False, compare=False, repr=False)
     denied_wildcards: tuple[str, ...] = field(init=False, compare=False, repr=False)
     denied_first_labels: Mapping[str, str] = field(init=False, compare=False, repr=False)
+    # The exact names and first labels in one set: the quick test that lets a host skip them.
+    denied_quick: frozenset[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         exact = [name for name in self.denied_hosts if not name.startswith("*")]
@@ -126,6 +128,7 @@ class Targets:
         object.__setattr__(self, "denied_wildcards", wildcards)
         first = {name.split(".", 1)[0]: name for name in reversed(exact)}
         object.__setattr__(self, "denied_first_labels", first)
+        object.__setattr__(self, "denied_quick", frozenset(exact) | frozenset(first))
 
 
 @dataclass(frozen=True, slots=True)

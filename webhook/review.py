@@ -42,7 +42,7 @@ class Verdict(NamedTuple):
 
     @property
     def codes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(f.code.value for f in self.findings))
+        return tuple(dict.fromkeys(str(f.code) for f in self.findings))
 
     def audit_annotations(self) -> dict[str, str]:
         # Keys are prefixed with the webhook's name by the API server: no "/", 63 characters or
@@ -99,6 +99,9 @@ def internal_error(error: str) -> Verdict:
         message=finding.message,
         code=500,
     )
+
+
+_NO_HOSTS: frozenset[str] = frozenset()
 
 
 def _not_judged(req: admission.AdmissionRequest) -> str | None:
@@ -242,20 +245,20 @@ def validate(
         return unavailable("registry")
     namespace_rules, claim = _claim(req, policy, snapshot)
     age = _age(req, snapshot)
+    if age is None:  # a CREATE: the youngest, judged against every owner
+        skip, newcomers = None, _NO_HOSTS
+    else:
+        skip = rules.younger_than(age)
+        before = _before(req, snapshot)
+        newcomers = rules.newcomer_hosts(claim, before, namespace_rules.mesh_default_export_to)
     ctx = rules.context_for(
         claim,
         name=req.name,
         rules=namespace_rules,
         snapshot=snapshot,
-        skip=rules.younger_than(age),
+        skip=skip,
         policy=policy,
-        newcomers=(
-            frozenset()
-            if age is None
-            else rules.newcomer_hosts(
-                claim, _before(req, snapshot), namespace_rules.mesh_default_export_to
-            )
-        ),
+        newcomers=newcomers,
     )
     findings = rules.evaluate(claim, ctx)
     exemption = exemption_of(req, namespace_rules) if findings else None  # unused when clean

@@ -96,9 +96,9 @@ class Finding(NamedTuple):
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "code": self.code.value,
+            "code": str(self.code),
             "host": self.host,
-            "action": self.action.value,
+            "action": str(self.action),
             "message": self.message,
             "owner": self.owner.as_dict() if self.owner else None,
         }
@@ -218,7 +218,7 @@ def finding_of(
     code: Code, host: str, action: Action, message: str, owner: OwnerRef | None = None
 ) -> Finding:
     """A finding whose message ends with its reason code, as kubectl shows it."""
-    return Finding(code, host, action, f"{message} [{code.value}]", owner)
+    return Finding(code, host, action, f"{message} [{code!s}]", owner)
 
 
 # --- visibility ----------------------------------------------------------------------------
@@ -478,8 +478,12 @@ def matches_an_own_service(host: str, ctx: Context) -> bool:
             for owner in snapshot.owners(host)
         ):
             return True
-        service = snapshot.service_of_alias(host)
-        return service is not None and service.namespace == namespace
+        # An alias name.ns or name.ns.svc of a Service of this namespace (the registry is asked
+        # only when the host names this namespace).
+        rest = host[host.find(".") + 1 :]
+        if rest == namespace or rest == namespace + ".svc":
+            return snapshot.service_of_alias(host) is not None
+        return False
     # A zone of the namespace's own names: its Services' FQDNs, their .svc forms, their short
     # forms. The wildcard must not also reach reserved names outside that zone: *.local from a
     # namespace "local" covers the whole cluster domain, *.svc from a namespace "svc" every
@@ -649,28 +653,27 @@ def _counted(matches: Iterable[Match], budget: list[int]) -> Iterator[Match]:
         yield match
 
 
-def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
-    """Every owner in the registry that the host collides with, at most a few per code."""
-    budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
-    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
-    matches = ctx.snapshot.matches(host, examined)
-    first = next(matches, None)
-    if first is None:  # the common case, a free host: nothing more to look at
-        if examined[0] < 0:  # a partial wildcard that examined too many names
-            yield _too_many(host, examined=True)
-        return
+def registry_conflicts(
+    host: str,
+    ctx: Context,
+    first: Match,
+    matches: Iterator[Match],
+    *,
+    budget: list[int],
+    examined: list[int],
+) -> list[Finding]:
+    """Every owner in the registry that the host collides with, at most a few per code, from
+    its matches (``first`` already taken from them: a free host has none, and ``evaluate``
+    stops there)."""
     conflicts = ctx.rules.conflicts
-    if all(
-        action is Action.ALLOW
-        for action in (
-            conflicts.kubernetes_service,
-            conflicts.kubernetes_service_same_namespace,
-            conflicts.service_entry,
-            conflicts.service_entry_same_namespace,
-            conflicts.wildcard_overlap,
-        )
+    if (
+        conflicts.kubernetes_service is _ALLOW
+        and conflicts.kubernetes_service_same_namespace is _ALLOW
+        and conflicts.service_entry is _ALLOW
+        and conflicts.service_entry_same_namespace is _ALLOW
+        and conflicts.wildcard_overlap is _ALLOW
     ):
-        return
+        return []
     found: list[Finding] = []
     skip = None if host in ctx.newcomers else ctx.skip
     for match in itertools.chain((first,), matches):
@@ -692,9 +695,10 @@ def registry_conflicts(host: str, ctx: Context) -> Iterator[Finding]:
         finding = judge(host, ctx, match)
         if finding is not None:
             found.append(finding)
-    yield from _capped(host, found)
+    found = _capped(host, found)
     if budget[0] < 0 or examined[0] < 0:
-        yield _too_many(host, examined=budget[0] >= 0)
+        found.append(_too_many(host, examined=budget[0] >= 0))
+    return found
 
 
 def _too_many(host: str, *, examined: bool = False) -> Finding:
@@ -710,32 +714,38 @@ def _too_many(host: str, *, examined: bool = False) -> Finding:
     )
 
 
-def _capped(host: str, findings: Iterable[Finding]) -> Iterator[Finding]:
+def _capped(host: str, findings: Iterable[Finding]) -> list[Finding]:
     """Each owner once per code, and at most ``MAX_OWNERS_PER_CODE`` owners per code, the rest
-    counted in one more finding of that code."""
+    counted in one more finding of that code (with the action of the first)."""
+    kept: list[Finding] = []
     shown: dict[Code, int] = {}
-    actions: dict[Code, Action] = {}
-    seen: set[tuple[Code, OwnerRef | None]] = set()
+    first: dict[Code, Finding] = {}
+    seen: set[tuple[Code, str, str, str]] = set()
     for finding in findings:
         owner = finding.owner
-        key = (finding.code, owner._replace(host="") if owner else None)
+        code = finding.code
+        key = (code, owner.kind, owner.namespace, owner.name) if owner else (code, "", "", "")
         if key in seen:
             continue
         seen.add(key)
-        count = shown.get(finding.code, 0)
-        shown[finding.code] = count + 1
-        actions.setdefault(finding.code, finding.action)
+        count = shown.get(code, 0)
+        shown[code] = count + 1
         if count < MAX_OWNERS_PER_CODE:
-            yield finding
+            kept.append(finding)
+            if not count:
+                first[code] = finding
     for code, count in shown.items():
         if count > MAX_OWNERS_PER_CODE:
-            yield finding_of(
-                code,
-                host,
-                actions[code],
-                f'host "{host}" also collides with {count - MAX_OWNERS_PER_CODE} more owner(s) '
-                "like the ones above",
+            kept.append(
+                finding_of(
+                    code,
+                    host,
+                    first[code].action,
+                    f'host "{host}" also collides with {count - MAX_OWNERS_PER_CODE} more '
+                    "owner(s) like the ones above",
+                )
             )
+    return kept
 
 
 # --- targets: where the entry's traffic goes -----------------------------------------------
@@ -986,7 +996,7 @@ def summary(finding: Finding) -> str:
     text = phrase.format(
         ref=f"{owner.namespace}/{owner.name}" if owner else "", key=owner.host if owner else ""
     )
-    return f'{finding.code.value}: "{finding.host}" {text}'
+    return f'{finding.code!s}: "{finding.host}" {text}'
 
 
 def invalid_findings(claim: Claim) -> list[Finding]:
@@ -1028,8 +1038,10 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
         return findings
     host_rules = ctx.rules.hosts
     domain = ctx.cluster_domain
-    if ctx.budget is None or ctx.examined is None:
-        ctx = ctx._replace(budget=[MAX_MATCHES_PER_REQUEST], examined=[MAX_EXAMINED_PER_REQUEST])
+    budget, examined = ctx.budget, ctx.examined
+    if budget is None or examined is None:
+        budget, examined = [MAX_MATCHES_PER_REQUEST], [MAX_EXAMINED_PER_REQUEST]
+        ctx = ctx._replace(budget=budget, examined=examined)
     for host in claim.hosts:
         wildcard = host.startswith("*")
         if host_rules.denied:
@@ -1041,12 +1053,19 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
             findings.extend(wildcard_too_broad(host, ctx))
             if host[1] != ".":
                 findings.extend(partial_wildcard(host, ctx))
-        # Reserved forms: the cluster domain, name.ns.svc and name.ns (two dots at most).
-        if wildcard or host.endswith(domain) or host.count(".", 0, len(host)) <= 2:
+        # Reserved forms: the cluster domain, name.ns.svc and name.ns (see ``reserved_form``).
+        if wildcard or host.endswith((domain, ".svc")) or host.count(".") == 1:
             findings.extend(reserved_cluster_domain(host, ctx))
         if "." not in host:
             findings.extend(short_name_service(host, ctx))
-        findings.extend(registry_conflicts(host, ctx))
+        matches = ctx.snapshot.matches(host, examined)
+        first = next(matches, None)
+        if first is not None:
+            findings.extend(
+                registry_conflicts(host, ctx, first, matches, budget=budget, examined=examined)
+            )
+        elif examined[0] < 0:  # a partial wildcard that examined too many names
+            findings.append(_too_many(host, examined=True))
     if claim.targets or (claim.resolves_hosts and _may_reach_a_denied_name(claim.hosts, ctx)):
         findings.extend(target_findings(claim, ctx))
     return findings
@@ -1056,16 +1075,20 @@ def _may_reach_a_denied_name(names: Iterable[str], ctx: Context) -> bool:
     """A quick test that lets nearly every entry skip ``target_findings``: True when one of its
     hosts could be a denied target name (or a localhost name); the rules then say which."""
     targets = ctx.rules.targets
-    if targets.action is Action.ALLOW:
+    if targets.action is _ALLOW:
         return False
     if targets.denied_wildcards:
         return True
-    exact, first_labels = targets.denied_exact, targets.denied_first_labels
-    return any(
-        name.startswith("*")
-        or name.endswith(("localhost", "ip6-loopback"))
-        or name[0].isdigit()  # perhaps an address as inet_aton reads one: 0x7f000001
-        or name in exact
-        or ("." not in name and name in first_labels)
-        for name in names
-    )
+    quick = targets.denied_quick
+    for name in names:
+        # A wildcard, or perhaps an address as inet_aton reads one (0x7f000001) when a digit
+        # comes first; a denied name, or the first label a search domain completes to one.
+        if name[0] in _WILDCARD_OR_DIGIT or name in quick or name.endswith(_LOOPBACK_NAMES):
+            return True
+    return False
+
+
+_WILDCARD_OR_DIGIT = frozenset("*0123456789")
+# Read on every request: on Python 3.11 reading an enum member from its class (Action.ALLOW)
+# costs about ten times reading a global.
+_ALLOW = Action.ALLOW
