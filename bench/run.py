@@ -132,6 +132,27 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def idle_connection_kb(port: int, pid: int, cert_dir: Path, count: int = 1000) -> float:
+    """The server's RSS per idle TLS connection: ``count`` connections made (each handshake
+    done and held by the server, which the bound of --max-connections counts), then the RSS
+    difference. The server keeps every one: the count is under its bound."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cert_dir / "ca.crt"))
+    before = memory_mb(pid)[0]
+    held = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(context.wrap_socket(raw, server_hostname="localhost"))
+        time.sleep(1.0)  # the last hand-overs to the HTTP protocol
+        after = memory_mb(pid)[0]
+    finally:
+        for sock in held:
+            sock.close()
+    return (after - before) * 1024 / count
+
+
 def gc_histogram(metrics_url: str) -> dict[str, float]:
     with urllib.request.urlopen(metrics_url, timeout=5) as response:
         text = response.read().decode()
@@ -425,6 +446,7 @@ def run_case(
         )
         gc_after = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
         rss, peak = memory_mb(proc.pid)
+        idle_kb = idle_connection_kb(port, proc.pid, cert_dir)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -448,6 +470,7 @@ def run_case(
         "errors": latency["errors"],
         "rss_mb": round(rss, 1),
         "rss_peak_mb": round(peak, 1),
+        "idle_connection_kb": round(idle_kb, 1),
         "gc_pause_max_ms": longest,
         "gc_pauses_over_2ms": over,
     }
@@ -503,6 +526,16 @@ def markdown(result: dict[str, Any]) -> str:
                 f"a denial {result['endpoint_us']['deny']:.1f} µs."
             ]
             if "endpoint_us" in result
+            else []
+        ),
+        *(
+            [
+                "",
+                f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
+                f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
+                "made and held; the bound, --max-connections, is 2,048).",
+            ]
+            if "idle_connection_kb" in result["cases"][-1]
             else []
         ),
         "",

@@ -19,6 +19,7 @@ from webhook import certs, reload, server
 from webhook.admission import AdmissionRequest
 from webhook.app import create_app, create_ops_app
 from webhook.audit import AuditLog, FileSink
+from webhook.connections import Limits
 from webhook.policy import Policy, default_policy
 from webhook.registry import Snapshot, empty_snapshot
 from webhook.review import Verdict
@@ -84,6 +85,7 @@ def running(
     client_ca: Path | None = None,
     on_denied: Callable[[AdmissionRequest, Verdict], None] | None = None,
     cert_dir: Path | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     if cert_dir is None:
@@ -115,7 +117,10 @@ def running(
             ops_app=create_ops_app(runtime),
             listeners=listeners,
             ssl_context=context,
+            limits=limits,
+            on_refused=runtime.metrics.connection_refused,
         )
+        runtime.metrics.connections(web.pools)
         holder["web"] = web
         background = []
         if reload_every is not None:

@@ -550,7 +550,7 @@ def _start_reporting(
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from webhook import certs, reload, server
+    from webhook import certs, connections, reload, server
     from webhook.app import create_app, create_ops_app
     from webhook.audit import open_audit_log
     from webhook.metrics import Metrics
@@ -584,12 +584,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kubeconfig=kubeconfig,
     )
     recorder = _start_reporting(args, runtime=runtime, transport=transport, stoppers=stoppers)
+    limits = connections.fit_fd_limit(connections.Limits(max_connections=args.max_connections))
     web = server.WebhookServer(
         webhook_app=create_app(runtime, on_denied=recorder),
         ops_app=create_ops_app(runtime),
         listeners=listeners,
         ssl_context=ssl_context,
+        limits=limits,
+        on_refused=metrics.connection_refused,
     )
+    metrics.connections(web.pools)
     checks: list[Callable[[], object]] = [
         reload.CertificateReloader(
             cert_dir,
@@ -652,6 +656,16 @@ def _path(value: str) -> Path:
     return Path(value)
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per flag
     parser = _Parser(
         prog="seguard", description="ServiceEntry Guard: guards Istio's service registry."
@@ -712,6 +726,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     serve.add_argument(
         "--no-audit-stdout", action="store_true", help="do not write audit records to stdout"
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=2048,
+        help="open connections the webhook port holds; at the bound, idle ones are closed "
+        "first (default 2048)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -125,6 +125,23 @@ class Metrics:
             registry=r,
         )
 
+        self.connections_refused = Counter(
+            "seguard_connections_refused",
+            "Connections closed or refused by the listeners' limits (header too large or too "
+            "slow, TLS handshake failed or too slow, closed to make room, pool full), by "
+            "listener and reason.",
+            ["listener", "reason"],
+            registry=r,
+        )
+
+    def connection_refused(self, listener: str, reason: str) -> None:
+        self.connections_refused.labels(listener, reason).inc()
+
+    def connections(self, pools: Any) -> None:
+        """Expose the listeners' open connections by phase (``{listener: Pool}``), read at
+        scrape time."""
+        self.registry.register(_PoolCollector(pools))
+
     def event_dropped(self, why: str) -> None:
         """Count one dropped event. Called on the hot path for each rate-limited denial: the
         labelled child is looked up once per reason (``labels()`` takes a lock and costs more
@@ -290,3 +307,22 @@ class _SourceCollector:
             relists.add_metric([kind], float(state.relists))
             age.add_metric([kind], now - state.last_event if state.last_event else float("nan"))
         yield from (synced, restarts, relists, age)
+
+
+class _PoolCollector:
+    def __init__(self, pools: Any) -> None:
+        self.pools = pools
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        open_now = GaugeMetricFamily(
+            "seguard_connections_open",
+            "Open connections, by listener and phase (handshake, idle, headers, busy).",
+            labels=["listener", "phase"],
+        )
+        for listener, pool in self.pools.items():
+            for phase in pool.by_phase:
+                open_now.add_metric([listener, phase.value], float(pool.count(phase)))
+        yield open_now

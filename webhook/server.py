@@ -15,22 +15,68 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from webhook import connections
+from webhook.connections import Limits, Pool, RefusalLog
+
 log = logging.getLogger("seguard.server")
 
-# The API server keeps idle connections to webhooks open for up to 90 s (Go's
-# http.Transport IdleConnTimeout). If we closed first, it could send a request down a connection
-# we are closing and see a failed call; so we keep idle connections a little longer than it does.
-KEEP_ALIVE_S = 120
+# Idle connections are kept a little longer than the API server keeps them (see
+# connections.IDLE_S).
+KEEP_ALIVE_S = connections.IDLE_S
+# The operations port serves the kubelet's probes and a few scrapers: 256 connections is far
+# more than they open, and bounds what any other pod can hold there.
+OPS_LIMITS = Limits(max_connections=256)
 # How long a graceful stop waits for requests in flight before closing connections.
 GRACEFUL_S = 10
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us: two servers share one process."""
+    """A uvicorn server that leaves signals to us (two servers share one process), and whose
+    connections go through a bounded ``Pool`` (see webhook.connections)."""
+
+    def __init__(self, config: uvicorn.Config, pool: Pool) -> None:
+        super().__init__(config)
+        self.pool = pool
+        self.acceptors: list[asyncio.Task[None]] = []
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        assert sockets is not None  # WebhookServer binds its own sockets
+        config = self.config
+
+        def make_http(slot: connections.Slot) -> connections.GuardedHttp:
+            return connections.GuardedHttp(
+                pool=self.pool,
+                slot=slot,
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+            )
+
+        # Connections are accepted by our own loop, not the event loop's server: see
+        # connections.accept.
+        self.servers = []
+        self.acceptors = [
+            asyncio.create_task(
+                connections.accept(
+                    sock, pool=self.pool, ssl_context=config.ssl, make_http=make_http
+                )
+            )
+            for sock in sockets
+        ]
+        self.started = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for acceptor in self.acceptors:
+            acceptor.cancel()
+        for acceptor in self.acceptors:
+            with contextlib.suppress(asyncio.CancelledError):
+                await acceptor
+        self.pool.close_pending()
+        await super().shutdown(sockets)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -100,11 +146,23 @@ class WebhookServer:
         ops_app: FastAPI,
         listeners: Listeners,
         ssl_context: ssl.SSLContext,
+        limits: Limits | None = None,
+        on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_refused(listener, reason)`` counts each connection closed or refused by the
+        limits (webhook.connections.Refusal)."""
         self.listeners = listeners
         self.ssl_context = ssl_context
-        self.https = _Server(_config(webhook_app, listeners.webhook, ssl_context))
-        self.http = _Server(_config(ops_app, listeners.ops, None))
+        self.limits = limits or Limits()
+        count = on_refused or (lambda _listener, _reason: None)
+        self.pools = {
+            "webhook": Pool(self.limits, RefusalLog("webhook", self.limits, count)),
+            "operations": Pool(OPS_LIMITS, RefusalLog("operations", OPS_LIMITS, count)),
+        }
+        self.https = _Server(
+            _config(webhook_app, listeners.webhook, ssl_context), self.pools["webhook"]
+        )
+        self.http = _Server(_config(ops_app, listeners.ops, None), self.pools["operations"])
         self.stopping = asyncio.Event()
 
     @property
