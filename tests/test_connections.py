@@ -3,10 +3,14 @@ memory and connections, and that the API server still gets in."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import logging
+import platform
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -20,13 +24,16 @@ from tests.live import LiveServer, running
 from webhook.connections import (
     MAX_HEADER_BYTES,
     RESERVED_FDS,
+    GuardedHttp,
     Limits,
     Phase,
     Pool,
     Refusal,
     RefusalLog,
     Slot,
+    malloc_trim,
     plan_fd_limit,
+    return_memory,
 )
 
 # How long a test waits for the server to do what it must (never a bound on its speed).
@@ -242,6 +249,28 @@ def test_a_flood_that_never_starts_tls_cannot_keep_the_api_server_out(tmp_path: 
                 raw.close()
 
 
+def test_connections_reset_by_the_client_are_let_go_of(live: LiveServer) -> None:
+    """A reset connection's protocol, transport and TLS buffers (over 100 KB) must not wait
+    for a timer: a client resetting connections in a loop would grow the memory."""
+    held = open_idle(live, 50)
+    for sock in held:  # a reset (RST), not a close
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    pool = live.web.pools["webhook"]
+    deadline = time.monotonic() + PATIENCE_S
+    while len(pool) or live.web.https.server_state.connections:
+        assert time.monotonic() < deadline, "the server never saw the resets"
+        time.sleep(0.01)
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        gc.collect()
+        alive = [o for o in gc.get_objects() if isinstance(o, GuardedHttp)]
+        if not alive:
+            break
+        assert time.monotonic() < deadline, f"{len(alive)} protocols still held"
+        time.sleep(0.05)
+
+
 def test_connections_are_counted_in_the_metrics(live: LiveServer) -> None:
     held = open_idle(live, 3)
     try:
@@ -363,3 +392,33 @@ def test_refusals_are_counted_each_and_logged_once_per_interval(
     assert "1 connection(s) closed or refused (header_too_large); limits" in lines[0]
     assert "5 connection(s) closed or refused (header_too_large) in the last 61 s" in lines[1]
     assert "(full)" in lines[2] and "2048 connections" in lines[2]
+
+
+def test_memory_is_handed_back_once_after_refusals_and_not_without_them() -> None:
+    trims: list[int] = []
+    log = RefusalLog("webhook", Limits(), lambda *_: None)
+
+    async def main() -> None:
+        task = asyncio.create_task(return_memory([log], every=0.01, trim=trims.append))
+        await asyncio.sleep(0.05)
+        assert trims == []  # nothing refused: nothing to hand back
+        log(Refusal.FULL)
+        log(Refusal.FULL)
+        deadline = time.monotonic() + PATIENCE_S
+        while not trims:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert trims == [0]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_the_c_librarys_trim_is_found_on_glibc() -> None:
+    trim = malloc_trim()  # the image (Debian's python:3.11-slim) has glibc
+    assert trim is not None
+    trim(0)

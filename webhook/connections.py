@@ -12,6 +12,7 @@ header section.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import enum
 import logging
 import socket
@@ -54,6 +55,11 @@ MAX_CONNECTIONS = 2048
 RESERVED_FDS = 256
 # How long a refused connection may take to read its answer before it is cut off.
 LINGER_S = 1.0
+# After connections are refused or cut off, glibc keeps their freed TLS buffers in its heap: a
+# flood of handshakes left RSS about 10 MB higher each time, and growing, until malloc_trim
+# handed it back (then it stayed flat). Trimmed at most this often, and only after a refusal:
+# a trim takes under 1 ms on the heap of a 100k-entry registry.
+TRIM_EVERY_S = 5.0
 # How often each kind of refusal is logged (each one is counted in the metrics).
 LOG_EVERY_S = 60.0
 
@@ -214,8 +220,10 @@ class RefusalLog:
         self.clock = clock
         self.last: dict[Refusal, float] = {}
         self.unlogged: dict[Refusal, int] = {}
+        self.total = 0
 
     def __call__(self, why: Refusal) -> None:
+        self.total += 1
         self.count(self.listener, str(why))
         now = self.clock()
         self.unlogged[why] = self.unlogged.get(why, 0) + 1
@@ -302,6 +310,10 @@ class GuardedHttp(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
+        # uvicorn cancels the keep-alive timer only when the connection ended cleanly; a timer
+        # left behind holds the protocol, its transport and TLS buffers (over 100 KB) until it
+        # fires, and a client that resets connections could grow the memory without bound.
+        self._unset_keepalive_if_required()
         self.pool.drop(self.slot)
         super().connection_lost(exc)
 
@@ -396,3 +408,33 @@ async def _establish(
             pool.drop(slot)
             pool.on_refused(Refusal.HANDSHAKE_FAILED)
         log.debug("a connection failed its TLS handshake: %r", exc)
+
+
+def malloc_trim() -> Callable[[int], object] | None:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    trim: Callable[[int], object] | None = getattr(libc, "malloc_trim", None)
+    return trim
+
+
+async def return_memory(
+    logs: list[RefusalLog],
+    *,
+    every: float = TRIM_EVERY_S,
+    trim: Callable[[int], object] | None = None,
+) -> None:
+    """Until cancelled: hand freed memory back to the system after connections were refused
+    (see TRIM_EVERY_S)."""
+    trim = trim or malloc_trim()
+    if trim is None:
+        return
+    seen = sum(log.total for log in logs)
+    while True:
+        await asyncio.sleep(every)
+        total = sum(log.total for log in logs)
+        if total != seen:
+            seen = total
+            trim(0)

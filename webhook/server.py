@@ -155,9 +155,13 @@ class WebhookServer:
         self.ssl_context = ssl_context
         self.limits = limits or Limits()
         count = on_refused or (lambda _listener, _reason: None)
+        self.refusals = [
+            RefusalLog("webhook", self.limits, count),
+            RefusalLog("operations", OPS_LIMITS, count),
+        ]
         self.pools = {
-            "webhook": Pool(self.limits, RefusalLog("webhook", self.limits, count)),
-            "operations": Pool(OPS_LIMITS, RefusalLog("operations", OPS_LIMITS, count)),
+            "webhook": Pool(self.limits, self.refusals[0]),
+            "operations": Pool(OPS_LIMITS, self.refusals[1]),
         }
         self.https = _Server(
             _config(webhook_app, listeners.webhook, ssl_context), self.pools["webhook"]
@@ -203,6 +207,7 @@ class WebhookServer:
             asyncio.create_task(self.http.serve(sockets=[self.listeners.ops])),
         ]
         extra = [asyncio.create_task(job()) for job in background or []]
+        extra.append(asyncio.create_task(connections.return_memory(self.refusals)))
         if on_started is not None:
             while not self.started and not any(t.done() for t in tasks):
                 await asyncio.sleep(0.01)
