@@ -422,3 +422,31 @@ def test_the_c_librarys_trim_is_found_on_glibc() -> None:
     trim = malloc_trim()  # the image (Debian's python:3.11-slim) has glibc
     assert trim is not None
     trim(0)
+
+
+def test_shutdown_ends_the_handshakes_and_admits_nothing_more() -> None:
+    pool = pool_of(10, [])
+    record = Closed()
+    handshake, idle = record.slot("handshake"), record.slot("idle")
+    pool.admit(handshake)
+    pool.admit(idle)
+    pool.move(idle, Phase.IDLE)
+    pool.close_pending()
+    # uvicorn closes the established ones, each once its request is answered.
+    assert record.closed == ["handshake"]
+    assert pool.count(Phase.IDLE) == 1
+    assert not pool.admit(record.slot("late"))
+
+
+def test_a_server_with_a_handshake_in_progress_stops_promptly(tmp_path: Path) -> None:
+    with running(tmp_path) as live:
+        raw = socket.create_connection(("127.0.0.1", live.port), timeout=PATIENCE_S)
+        pool = live.web.pools["webhook"]
+        deadline = time.monotonic() + PATIENCE_S
+        while pool.count(Phase.HANDSHAKE) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    # running() has stopped the server and joined its thread: the handshake did not hold it.
+    assert not live.thread.is_alive()
+    assert raw.recv(1) == b""
+    raw.close()

@@ -60,7 +60,8 @@ LINGER_S = 1.0
 # handed it back (then it stayed flat). Trimmed at most this often, and only after a refusal:
 # a trim takes under 1 ms on the heap of a 100k-entry registry.
 TRIM_EVERY_S = 5.0
-# How often each kind of refusal is logged (each one is counted in the metrics).
+# How often each kind of refusal is logged (each one is counted in the metrics): soon enough
+# to see an attack begin, seldom enough that the attack cannot flood the logs.
 LOG_EVERY_S = 60.0
 
 
@@ -87,6 +88,7 @@ class Refusal(enum.StrEnum):
     EVICTED_HANDSHAKE = "evicted_handshake"
     EVICTED_HEADERS = "evicted_headers"
     FULL = "full"
+    ACCEPT_FAILED = "accept_failed"  # the process is out of descriptors (or the system)
 
 
 def plan_fd_limit(soft: int, hard: int, max_connections: int) -> tuple[int, int]:
@@ -192,12 +194,12 @@ class Pool:
             slot.phase = None
 
     def close_pending(self) -> None:
-        """On shutdown: accept nothing more, and close what has not sent a request."""
+        """On shutdown: accept nothing more, and end the handshakes still going on (uvicorn
+        closes the established connections, each when its request is answered)."""
         self.closing = True
-        for phase in (Phase.HANDSHAKE, Phase.IDLE, Phase.HEADERS):
-            for slot in list(self.by_phase[phase]):
-                self.drop(slot)
-                slot.abort()
+        for slot in list(self.by_phase[Phase.HANDSHAKE]):
+            self.drop(slot)
+            slot.abort()
 
 
 class RefusalLog:
@@ -361,7 +363,8 @@ async def accept(
             try:
                 conn, _ = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors or buffers: wait, then go on
-                log.warning("cannot accept a connection: %s", exc)
+                log.debug("cannot accept a connection: %s", exc)
+                pool.on_refused(Refusal.ACCEPT_FAILED)
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             slot = Slot(conn.close)

@@ -310,3 +310,27 @@ def test_a_conflict_created_while_the_webhooks_are_unregistered_is_found_by_the_
             break
         assert time.monotonic() - started < PATIENCE_S * 3, "the periodic scan never reported it"
         time.sleep(0.5)
+
+
+def test_the_api_servers_own_requests_are_within_the_connection_limits(
+    plane: ControlPlane,
+) -> None:
+    """The header section the real API server writes is far from the 16 KiB limit and arrives
+    at once: none of its calls was refused, however many it made."""
+    import urllib.request
+
+    namespace(plane, "team-limits")
+    for n in range(5):
+        plane.apply(entry(f"e{n}", "team-limits", [f"e{n}.limits.example.com"]), check=True)
+    url = f"http://127.0.0.1:{plane.ops_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    served = [
+        line
+        for line in text.splitlines()
+        if line.startswith("seguard_admission_requests_total{") and not line.endswith(" 0.0")
+    ]
+    assert served, "the webhook answered no request"
+    for reason in ("header_too_large", "header_timeout", "full"):
+        assert f'listener="webhook",reason="{reason}"' not in text, reason
+    assert 'seguard_connections_open{listener="webhook",phase="idle"}' in text
