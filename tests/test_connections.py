@@ -21,6 +21,7 @@ import pytest
 
 from tests.factories import make_review, make_service_entry
 from tests.live import LiveServer, running
+from webhook import heap
 from webhook.connections import (
     MAX_HEADER_BYTES,
     RESERVED_FDS,
@@ -31,7 +32,6 @@ from webhook.connections import (
     Refusal,
     RefusalLog,
     Slot,
-    malloc_trim,
     plan_fd_limit,
     return_memory,
 )
@@ -399,7 +399,7 @@ def test_memory_is_handed_back_once_after_refusals_and_not_without_them() -> Non
     log = RefusalLog("webhook", Limits(), lambda *_: None)
 
     async def main() -> None:
-        task = asyncio.create_task(return_memory([log], every=0.01, trim=trims.append))
+        task = asyncio.create_task(return_memory([log], every=0.01, trim=lambda: trims.append(0)))
         await asyncio.sleep(0.05)
         assert trims == []  # nothing refused: nothing to hand back
         log(Refusal.FULL)
@@ -419,7 +419,7 @@ def test_memory_is_handed_back_once_after_refusals_and_not_without_them() -> Non
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_the_c_librarys_trim_is_found_on_glibc() -> None:
-    trim = malloc_trim()  # the image (Debian's python:3.11-slim) has glibc
+    trim = heap.malloc_trim()  # the image (Debian's python:3.11-slim) has glibc
     assert trim is not None
     trim(0)
 

@@ -12,7 +12,6 @@ header section.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
 import enum
 import logging
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from webhook import heap
 
 log = logging.getLogger("seguard.connections")
 
@@ -414,31 +415,18 @@ async def _establish(
         log.debug("a connection failed its TLS handshake: %r", exc)
 
 
-def malloc_trim() -> Callable[[int], object] | None:
-    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
-    trim: Callable[[int], object] | None = getattr(libc, "malloc_trim", None)
-    return trim
-
-
 async def return_memory(
     logs: list[RefusalLog],
     *,
     every: float = TRIM_EVERY_S,
-    trim: Callable[[int], object] | None = None,
+    trim: Callable[[], None] = heap.trim,
 ) -> None:
     """Until cancelled: hand freed memory back to the system after connections were refused
     (see TRIM_EVERY_S)."""
-    trim = trim or malloc_trim()
-    if trim is None:
-        return
     seen = sum(log.total for log in logs)
     while True:
         await asyncio.sleep(every)
         total = sum(log.total for log in logs)
         if total != seen:
             seen = total
-            trim(0)
+            trim()

@@ -6,13 +6,11 @@ the GIL); a request reads each once at its start and keeps that value for the wh
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from webhook import heap
 from webhook.audit import AuditLog
 from webhook.claims import SERVICE, SERVICE_ENTRY
 from webhook.metrics import Metrics
@@ -20,25 +18,6 @@ from webhook.policy import Policy
 from webhook.registry import Snapshot
 
 log = logging.getLogger("seguard")
-
-
-def _load_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-    return trim
-
-
-_MALLOC_TRIM = _load_trim()
-
-
-def _trim_heap() -> None:
-    """Give memory freed by a (re)build back to the system. Listing 100k objects allocates
-    and frees several times what the index keeps; glibc would otherwise hold on to it."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 @dataclass
@@ -95,7 +74,8 @@ class Runtime:
         # collection does not walk 100k entries (about 30 ms) in the middle of a request. Old
         # snapshots hold no reference cycles, so reference counting still frees them.
         gc.freeze()
-        _trim_heap()
+        # Listing 100k objects allocates and frees several times what the index keeps.
+        heap.trim()
 
     @property
     def policy_generation(self) -> int:
