@@ -7,7 +7,7 @@ import contextlib
 import http.client
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,9 @@ import uvloop
 from webhook import certs, reload, server
 from webhook.admission import AdmissionRequest
 from webhook.app import create_app, create_ops_app
-from webhook.audit import AuditLog, FileSink
+from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
 from webhook.connections import Limits
+from webhook.metrics import Metrics
 from webhook.policy import Policy, default_policy
 from webhook.registry import Snapshot, empty_snapshot
 from webhook.review import Verdict
@@ -86,13 +87,25 @@ def running(
     on_denied: Callable[[AdmissionRequest, Verdict], None] | None = None,
     cert_dir: Path | None = None,
     limits: Limits | None = None,
+    extra_sinks: Sequence[Sink] = (),
+    audit_deadline_s: float | None = None,
+    audit_max_pending: int | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     if cert_dir is None:
         cert_dir = tmp_path / "certs"
         issue_certs(cert_dir)
     audit_path = tmp_path / "audit.log"
-    runtime = Runtime(audit=AuditLog([FileSink(str(audit_path))]))
+    metrics = Metrics()
+    runtime = Runtime(
+        audit=AuditLog(
+            [FileSink(str(audit_path)), *extra_sinks],
+            on_stall=metrics.audit_stall,
+            deadline_s=audit_deadline_s if audit_deadline_s is not None else COMMIT_DEADLINE_S,
+            max_pending=audit_max_pending if audit_max_pending is not None else MAX_PENDING,
+        ),
+        metrics=metrics,
+    )
     runtime.audit.start()  # group commit, as `seguard serve` runs it
     if max_body is not None:
         runtime.max_body = max_body

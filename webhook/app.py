@@ -22,6 +22,7 @@ from starlette.routing import Route
 from webhook import admission, review
 from webhook.aio import Deadlines, LoopRef
 from webhook.audit import (
+    DROPPED,
     EVENT_ADMISSION,
     SCHEMA_VERSION,
     admission_record,
@@ -32,6 +33,9 @@ from webhook.metrics import CONTENT_TYPE
 from webhook.runtime import Runtime
 
 log = logging.getLogger("seguard.app")
+# Denials for want of an audit record come by the thousand while a sink is stalled: each is
+# counted (seguard_audit_stalled_records_total), and logged at most once a minute.
+UNRECORDED_LOG_EVERY_S = 60.0
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,6 +43,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _denial(
+    req: admission.AdmissionRequest, code: int, reason: str, message: str
+) -> dict[str, Any]:
+    """A denial built without the decision's code (what broke may be there)."""
+    return {
+        "apiVersion": admission.API_VERSION,
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": req.uid,
+            "allowed": False,
+            "status": {"code": code, "reason": reason, "message": message},
+        },
+    }
 
 
 class AdmissionEndpoint:
@@ -57,6 +76,7 @@ class AdmissionEndpoint:
         self.on_verdict = on_denied
         self.judge = review.validate if webhook == "validate" else review.mutate
         self._stats = runtime.metrics.admission
+        self._unrecorded_logged = -UNRECORDED_LOG_EVERY_S
         self._loop = LoopRef()
         self._body_deadlines = Deadlines(runtime.body_deadline_s)
 
@@ -122,9 +142,32 @@ class AdmissionEndpoint:
             )
         answer, record, result = self.decide(req)
         if record is not None:
-            # Durable before the response leaves: a denial the caller saw is never missing.
-            await self.runtime.audit.write_async(record)
+            # Durable before the response leaves: a denial the caller saw is never missing. A
+            # stalled sink holds it at most the audit deadline (the record is then written
+            # late); with the queue full the record cannot be kept, and an allow fails closed.
+            written = await self.runtime.audit.write_async(record)
+            if written == DROPPED and result != review.DENIED:
+                answer, result = self._unrecorded(req), review.DENIED
         return 200, orjson.dumps(answer), result
+
+    def _unrecorded(self, req: admission.AdmissionRequest) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._unrecorded_logged > UNRECORDED_LOG_EVERY_S:  # counted in the metrics
+            self._unrecorded_logged = now
+            log.error(
+                "%s: denied %s/%s, and others like it this minute: its audit record could not "
+                "be kept (the audit sinks are stalled)",
+                self.webhook,
+                req.namespace,
+                req.name,
+            )
+        return _denial(
+            req,
+            503,
+            "AuditUnavailable",
+            "seguard could not record this decision in its audit trail (the audit sinks are "
+            "stalled); it was denied to stay safe, try again [AuditUnavailable]",
+        )
 
     async def _body(self, receive: Receive, limit: int) -> bytes | tuple[int, bytes, None]:
         """The whole body, or the refusal to answer with (too large, too slow, gone)."""
@@ -184,15 +227,7 @@ class AdmissionEndpoint:
                 f"seguard failed while answering this request ({type(exc).__name__}); it was "
                 "denied to stay safe [InternalError]"
             )
-            answer = {
-                "apiVersion": admission.API_VERSION,
-                "kind": "AdmissionReview",
-                "response": {
-                    "uid": req.uid,
-                    "allowed": False,
-                    "status": {"code": 500, "reason": "InternalError", "message": message},
-                },
-            }
+            answer = _denial(req, 500, "InternalError", message)
             record = {
                 "schemaVersion": SCHEMA_VERSION,
                 "event": EVENT_ADMISSION,

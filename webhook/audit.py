@@ -9,13 +9,14 @@ is counted and the record goes to standard error instead, so nothing is lost sil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -229,6 +230,22 @@ def rotated_files(path: str) -> list[str]:
     return found
 
 
+# The webhooks we install time out after 5 s (deploy/base/webhooks.yaml). A decision whose
+# record is not durable within 2 s is answered without waiting longer (see AuditLog), which
+# leaves the answer 3 s to reach the API server.
+COMMIT_DEADLINE_S = 2.0
+# Records handed to the writer and not yet written, at most: about 1 KB each, so 10 MB while a
+# sink is stalled (a busy cluster's 1,000 denials a second fill it in 10 s). Beyond it a record
+# is not kept: its decision fails closed and the API server's own audit log still has the
+# answer's auditAnnotations.
+MAX_PENDING = 10_000
+# How long closing waits for the writer to finish what is queued: as long as a graceful stop
+# waits for the requests in flight.
+CLOSE_WAIT_S = 10.0
+# What write_async says of a record.
+COMMITTED, LATE, DROPPED = "committed", "late", "dropped"
+
+
 class AuditLog:
     """Writes records to every sink before a response leaves.
 
@@ -237,17 +254,50 @@ class AuditLog:
     syncs each group it finds waiting with one write and one fdatasync; the requests await their
     group's commit. The disk wait happens off the event loop, and under load one sync serves
     many denials.
+
+    A sink that stalls (standard output nobody reads, a hung disk) never holds a decision past
+    ``COMMIT_DEADLINE_S``: the group's wait ends there with False (not durable), its records
+    stay queued and are written once the sink moves again, and ``on_stall(reason, count)``
+    counts them. At most ``MAX_PENDING`` records wait; more are refused at once (False).
     """
 
-    def __init__(self, sinks: Sequence[Sink], *, on_failure: Any = None) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        *,
+        on_failure: Any = None,
+        on_stall: Callable[[str, int], None] | None = None,
+        deadline_s: float = COMMIT_DEADLINE_S,
+        max_pending: int = MAX_PENDING,
+        close_wait_s: float = CLOSE_WAIT_S,
+    ) -> None:
         self.sinks = list(sinks)
+        self.close_wait_s = close_wait_s
         self._on_failure = on_failure
+        self._on_stall = on_stall
+        self.deadline_s = deadline_s
+        self.max_pending = max_pending
         self._group: list[tuple[bytes, asyncio.Future[bool]]] = []
         self._queue: queue.SimpleQueue[list[tuple[bytes, asyncio.Future[bool]]] | None] | None = (
             None
         )
         self._thread: threading.Thread | None = None
         self._loop = LoopRef()
+        # Records handed to the writer and not settled (counted on the event loop's thread).
+        self.pending = 0
+        # When the writer began the commit it is in (monotonic), or None while it waits.
+        self._busy_since: float | None = None
+
+    @property
+    def stalled(self) -> str | None:
+        """Why the audit trail is not keeping up, or None: the queue full, or a commit running
+        past the deadline."""
+        if self.pending >= self.max_pending:
+            return f"{self.pending} records wait for the writer, the most that are kept"
+        busy_since = self._busy_since
+        if busy_since is not None and time.monotonic() - busy_since > self.deadline_s:
+            return f"a write has been waiting {time.monotonic() - busy_since:.0f} s for a sink"
+        return None
 
     def _commit(self, data: bytes) -> bool:
         ok = True
@@ -267,22 +317,51 @@ class AuditLog:
         """Write one record to every sink now. Returns False when some sink failed."""
         return self._commit(orjson.dumps(record) + b"\n")
 
-    async def write_async(self, record: Mapping[str, Any]) -> bool:
-        """Write one record durably before returning, committed with its group."""
+    async def write_async(self, record: Mapping[str, Any]) -> str:
+        """Write one record durably before returning, committed with its group: COMMITTED once
+        its group is (a sink that failed had its lines sent to standard error, and is
+        counted); LATE when the commit ran past the deadline (the record stays queued and is
+        written when the sink moves again); DROPPED when the queue is full (it is not kept)."""
         line = orjson.dumps(record) + b"\n"
         if self._queue is None:
-            return self._commit(line)
+            self._commit(line)
+            return COMMITTED
+        if self.pending + len(self._group) >= self.max_pending:
+            self._stall("queue_full", 1)
+            return DROPPED
         loop = self._loop.get()
         future: asyncio.Future[bool] = loop.create_future()
         if not self._group:
             loop.call_soon(self._hand_off)
         self._group.append((line, future))
-        return await future
+        return COMMITTED if await future else LATE
 
     def _hand_off(self) -> None:
         group, self._group = self._group, []
-        if self._queue is not None:
-            self._queue.put(group)
+        if self._queue is None or not group:
+            return
+        futures = [future for _, future in group]
+        self.pending += len(futures)
+        # One timer per group, not per request.
+        self._loop.get().call_later(self.deadline_s, self._expire, futures)
+        self._queue.put(group)
+
+    def _expire(self, futures: list[asyncio.Future[bool]]) -> None:
+        late = [future for future in futures if not future.done()]
+        for future in late:
+            future.set_result(False)
+        if late:
+            self._stall("timeout", len(late))
+
+    def _stall(self, reason: str, count: int) -> None:
+        if self._on_stall is not None:
+            self._on_stall(reason, count)
+
+    def _settled(self, futures: list[asyncio.Future[bool]]) -> None:
+        self.pending -= len(futures)
+        for future in futures:
+            if not future.done():  # else it was answered at the deadline
+                future.set_result(True)
 
     def start(self) -> None:
         """Commit in groups, from a writer thread (call it on the server, before serving)."""
@@ -291,40 +370,53 @@ class AuditLog:
         self._thread.start()
 
     def _writer(self) -> None:
-        assert self._queue is not None
+        jobs = self._queue  # its own reference: close() may let go of the queue first
+        assert jobs is not None
         while True:
-            group = self._queue.get()
+            group = jobs.get()
             if group is None:
                 return
             # Groups that queued while the last sync ran share this one.
             while True:
                 try:
-                    more = self._queue.get_nowait()
+                    more = jobs.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._queue.put(None)
+                    jobs.put(None)
                     break
                 group.extend(more)
-            ok = self._commit(b"".join(line for line, _ in group))
+            self._busy_since = time.monotonic()
+            try:
+                self._commit(b"".join(line for line, _ in group))
+            finally:
+                self._busy_since = None
             futures = [future for _, future in group]
-            futures[0].get_loop().call_soon_threadsafe(_settle, futures, ok)
+            # The loop is gone when this group outlived the server (written after a stall).
+            with contextlib.suppress(RuntimeError):
+                futures[0].get_loop().call_soon_threadsafe(self._settled, futures)
 
     def close(self) -> None:
-        if self._group:
-            self._hand_off()
+        """Write what is queued, then close the sinks; a writer still blocked on a stalled sink
+        after ``close_wait_s`` is left behind (the process is ending), never waited on."""
+        if self._group and self._queue is not None:
+            group, self._group = self._group, []
+            self.pending += len(group)
+            self._queue.put(group)
         if self._queue is not None and self._thread is not None:
             self._queue.put(None)
-            self._thread.join(10)
+            self._thread.join(self.close_wait_s)
             self._queue = None
+            if self._thread.is_alive():
+                log.error(
+                    "the audit writer is still blocked on a sink after %g s; %d record(s) were "
+                    "not written",
+                    self.close_wait_s,
+                    self.pending,
+                )
+                return
         for sink in self.sinks:
             sink.close()
-
-
-def _settle(futures: list[asyncio.Future[bool]], ok: bool) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(ok)
 
 
 def open_audit_log(
@@ -332,6 +424,7 @@ def open_audit_log(
     stdout: bool,
     file: str | None,
     on_failure: Any = None,
+    on_stall: Callable[[str, int], None] | None = None,
     max_bytes: int = ROTATE_BYTES,
     keep: int = ROTATE_KEEP,
 ) -> AuditLog:
@@ -340,7 +433,7 @@ def open_audit_log(
         sinks.append(StreamSink())
     if file:
         sinks.append(FileSink(file, max_bytes=max_bytes, keep=keep))
-    return AuditLog(sinks, on_failure=on_failure)
+    return AuditLog(sinks, on_failure=on_failure, on_stall=on_stall)
 
 
 def read_records(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:

@@ -568,6 +568,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stdout=not args.no_audit_stdout,
         file=str(args.audit_file) if args.audit_file else None,
         on_failure=lambda sink: metrics.audit_failures.labels(sink).inc(),
+        on_stall=metrics.audit_stall,
     )
     audit_log.start()  # group commit: the event loop never waits on the disk
     runtime = Runtime(audit=audit_log, metrics=metrics)

@@ -125,6 +125,13 @@ class Metrics:
             registry=r,
         )
 
+        self.audit_stalled = Counter(
+            "seguard_audit_stalled_records",
+            "Audit records not committed within the deadline (timeout: answered, written "
+            "later) or not kept at all (queue_full: an allow was denied instead), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.connections_refused = Counter(
             "seguard_connections_refused",
             "Connections closed or refused by the listeners' limits (header too large or too "
@@ -133,6 +140,9 @@ class Metrics:
             ["listener", "reason"],
             registry=r,
         )
+
+    def audit_stall(self, reason: str, count: int) -> None:
+        self.audit_stalled.labels(reason).inc(count)
 
     def connection_refused(self, listener: str, reason: str) -> None:
         self.connections_refused.labels(listener, reason).inc()

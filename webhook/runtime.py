@@ -82,6 +82,7 @@ class Runtime:
         return self.policy.generation if self.policy else 0
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
+        stalled = self.audit.stalled  # a stalled audit trail: let the other replica answer
         details: dict[str, object] = {
             "policy": {
                 "loaded": self.policy is not None,
@@ -95,6 +96,7 @@ class Runtime:
                 "entries": len(self.snapshot) if self.snapshot else 0,
                 "synced": dict(self.syncs),
             },
+            "audit": {"pending": self.audit.pending, "stalled": stalled},
             "draining": self.draining,
         }
         ready = (
@@ -102,6 +104,7 @@ class Runtime:
             and self.snapshot is not None
             and all(self.syncs.values())
             and not self.draining
+            and stalled is None
         )
         self.metrics.ready.set(1 if ready else 0)
         return ready, details
