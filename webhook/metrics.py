@@ -89,6 +89,11 @@ class Metrics:
             "Policy reloads refused because the new document was invalid.",
             registry=r,
         )
+        self.policy_read_errors = Counter(
+            "seguard_policy_read_errors",
+            "Polls of the policy file that could not read it (the policy in force stayed).",
+            registry=r,
+        )
         self.policy_valid = Gauge(
             "seguard_policy_last_reload_ok",
             "1 when the last policy (re)load succeeded, 0 when it was refused.",

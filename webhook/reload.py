@@ -40,15 +40,30 @@ class PolicyReloader:
         self.path = path
         self.runtime = runtime
         self._seen = runtime.policy.digest if runtime.policy else ""
+        self._read_error = ""
 
     def check(self) -> bool:
-        """Apply the file if it changed. True when a new policy went into force."""
+        """Apply the file if it changed. True when a new policy went into force.
+
+        A file that cannot be read (out of descriptors, a mount caught mid-swap) is not a
+        policy refused: nothing new was read, so the one in force stays, and is still valid.
+        The failure is counted each time and logged once until the file reads again."""
         try:
             text = self.path.read_bytes()
         except OSError as exc:
-            return self._reject(
-                _digest(str(exc).encode()), f"cannot read {self.path}: {exc.strerror}"
-            )
+            self.runtime.metrics.policy_read_errors.inc()
+            if str(exc) != self._read_error:
+                self._read_error = str(exc)
+                log.warning(
+                    "cannot read the policy file %s (%s); generation %d stays in force",
+                    self.path,
+                    exc.strerror or exc,
+                    self.runtime.policy_generation,
+                )
+            return False
+        if self._read_error:
+            self._read_error = ""
+            log.info("the policy file %s can be read again", self.path)
         digest = hashlib.sha256(text).hexdigest()
         if digest == self._seen:
             return False
