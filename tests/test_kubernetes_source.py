@@ -16,6 +16,7 @@ import pytest
 
 from tests.factories import make_namespace, make_service, make_service_entry
 from tests.fakeapi import Cluster, FakeApiServer
+from webhook.backoff import JITTER
 from webhook.registry import Snapshot
 from webhook.sources import kubernetes as k8s
 
@@ -380,7 +381,37 @@ def test_an_unforeseen_error_on_every_watch_backs_off_instead_of_relisting_at_on
     watcher._watch = broken_watch  # type: ignore[method-assign]
     harness.cluster.close_watches()  # the running watch ends; the next ones all break
     wait_until(lambda: len(waits) >= 4, "four failed rounds")
-    assert waits[:4] == [0.05, 0.1, 0.2, 0.2], "the backoff must grow although each list works"
+    assert_backs_off(waits[:4], [0.05, 0.1, 0.2, 0.2])  # although each list works
+
+
+def assert_backs_off(waits: list[float], delays: list[float]) -> None:
+    """Each wait is its delay plus at most the jitter (a fifth of it)."""
+    assert len(waits) == len(delays)
+    for wait, delay in zip(waits, delays, strict=True):
+        assert delay <= wait <= delay * (1 + JITTER), (waits, delays)
+
+
+def test_an_api_server_that_is_gone_is_retried_ever_more_slowly(harness: Harness) -> None:
+    """Each failed attempt doubles the wait (to the cap); a list or watch that fails at once
+    never resets it (it used to: every retry waited the first delay again)."""
+    harness.wait_converged("the first full sync")
+    watcher = next(w for w in harness.source.watchers if w.resource.kind == "Service")
+    waits: list[float] = []
+    real_wait = watcher._stop.wait
+
+    def recorded_wait(timeout: float | None = None) -> bool:
+        waits.append(timeout or 0.0)
+        return real_wait(0.01)
+
+    watcher._stop.wait = recorded_wait  # type: ignore[method-assign]
+    harness.fake.stop()
+    harness.cluster.close_watches()
+    wait_until(lambda: len(waits) >= 4, "four failed attempts")
+    assert not watcher.state.connected and watcher.state.staleness(time.time()) > 0
+    harness.fake.start()
+    assert_backs_off(waits[:4], [0.05, 0.1, 0.2, 0.2])
+    wait_until(lambda: watcher.state.connected, "the watch to be open again")
+    assert watcher.state.staleness(time.time()) == 0.0
 
 
 def test_a_list_cut_off_mid_body_is_retried_not_fatal(harness: Harness) -> None:

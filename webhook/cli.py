@@ -488,6 +488,7 @@ def _start_sources(
             initial=builder,
         )
         metrics.watch(source)
+        runtime.registry_staleness = source.staleness
         store = source.store
         source.start()
         stoppers.append(source)

@@ -313,6 +313,12 @@ class _SourceCollector:
             "Seconds since the last list, event or bookmark, by kind.",
             labels=["kind"],
         )
+        staleness = GaugeMetricFamily(
+            "seguard_registry_staleness_seconds",
+            "Seconds a kind's registry may be behind the cluster: 0 while its watch is open, "
+            "else the time since its last list, watch or bookmark (+Inf before the first).",
+            labels=["kind"],
+        )
         now = time.time()
         for watcher in self.source.watchers:
             kind = watcher.resource.kind
@@ -321,7 +327,8 @@ class _SourceCollector:
             restarts.add_metric([kind], float(state.restarts))
             relists.add_metric([kind], float(state.relists))
             age.add_metric([kind], now - state.last_event if state.last_event else float("nan"))
-        yield from (synced, restarts, relists, age)
+            staleness.add_metric([kind], state.staleness(now))
+        yield from (synced, restarts, relists, age, staleness)
 
 
 class _PoolCollector:

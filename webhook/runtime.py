@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from webhook import heap
@@ -31,6 +32,10 @@ class Runtime:
     # kind); each maps to True once synced.
     syncs: dict[str, bool] = field(default_factory=dict)
     draining: bool = False
+    # Seconds each kind's registry may be behind the cluster (the kubernetes source's), and how
+    # far behind it may be while the server stays ready: see readiness().
+    registry_staleness: Callable[[], Mapping[str, float]] | None = None
+    stale_after_s: float = 120.0
     # Body limit for /validate and /mutate, in bytes: an object and its old version can each be
     # up to etcd's 1.5 MiB, and a review wraps both with metadata.
     max_body: int = 6 * 1024 * 1024
@@ -83,6 +88,12 @@ class Runtime:
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         stalled = self.audit.stalled  # a stalled audit trail: let the other replica answer
+        # A registry that lost the cluster for longer than stale_after_s misses what the other
+        # replica admitted meanwhile (and objects written while the webhooks were away): it is
+        # unready, so the API server's calls go to a replica that follows the cluster, or fail
+        # (failurePolicy Fail: ServiceEntry writes are refused) rather than be judged against it.
+        staleness = dict(self.registry_staleness()) if self.registry_staleness else {}
+        stale = sorted(kind for kind, age in staleness.items() if age > self.stale_after_s)
         details: dict[str, object] = {
             "policy": {
                 "loaded": self.policy is not None,
@@ -95,6 +106,11 @@ class Runtime:
                 "generation": self.snapshot.generation if self.snapshot else 0,
                 "entries": len(self.snapshot) if self.snapshot else 0,
                 "synced": dict(self.syncs),
+                "staleness": {
+                    kind: (round(age, 1) if age != float("inf") else None)
+                    for kind, age in staleness.items()
+                },
+                "stale": stale,
             },
             "audit": {"pending": self.audit.pending, "stalled": stalled},
             "draining": self.draining,
@@ -105,6 +121,7 @@ class Runtime:
             and all(self.syncs.values())
             and not self.draining
             and stalled is None
+            and not stale
         )
         self.metrics.ready.set(1 if ready else 0)
         return ready, details

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from webhook.backoff import Backoff
 from webhook.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
 from webhook.registry import RegistryBuilder, Snapshot
 from webhook.sources.store import RegistryStore
@@ -33,6 +34,10 @@ SOURCE = "kubernetes"
 # client-go's defaults for a reflector's backoff: start at 800 ms, double, stop growing at 30 s.
 BACKOFF_START_S = 0.8
 BACKOFF_MAX_S = 30.0
+# A watch stream is healthy once it delivered an event or bookmark, or stayed open this long:
+# only then does the backoff start again from the beginning. One that ends at once (an API
+# server shutting down) is waited after like a failure, never reopened in a tight loop.
+HEALTHY_STREAM_S = 10.0
 # The API server ends a watch after timeoutSeconds; a fresh watch from the last resourceVersion
 # is cheap, and a bounded watch notices a silently dead connection. client-go picks 5 to 10 min.
 WATCH_TIMEOUT_S = 300
@@ -382,6 +387,18 @@ class KindState:
     relists: int = 0
     error: str = ""
     version: str = ""  # the last resourceVersion seen (list, event or bookmark)
+    # Whether a watch stream is open now, and time.time() of the last sign the registry of this
+    # kind was current: a list, a watch opened, an event or bookmark, a watch that ended well.
+    connected: bool = False
+    last_ok: float = 0.0
+
+    def staleness(self, now: float) -> float:
+        """Seconds the registry of this kind may be behind the cluster: none while a watch is
+        open (a dead connection is found within the watch's read timeout), else the time since
+        the last sign it was current. Infinite before the first list."""
+        if self.connected:
+            return 0.0
+        return now - self.last_ok if self.last_ok else float("inf")
 
 
 class Watcher:
@@ -418,6 +435,7 @@ class Watcher:
         )
         self._reported: str = ""
         self._response: Any = None
+        self._events = 0  # events and bookmarks received, over every stream
 
     def start(self) -> None:
         self._thread.start()
@@ -435,6 +453,8 @@ class Watcher:
 
     def _opened(self, response: Any) -> None:
         self._response = response
+        self.state.connected = True
+        self.state.last_ok = time.time()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -458,7 +478,7 @@ class Watcher:
         first = not self.state.synced
         self.state.synced = True
         self.state.relists += 0 if first else 1
-        self.state.last_event = time.time()
+        self.state.last_event = self.state.last_ok = time.time()
         self.state.version = version
         self.state.error = ""
         self._missing_since = None
@@ -472,24 +492,24 @@ class Watcher:
         return version
 
     def run(self) -> None:
-        delay = self._backoff_start
+        backoff = Backoff(self._backoff_start, self._backoff_max)
         version = ""
-        failing = False  # the last attempt broke on an unforeseen error (a bug)
         while not self._stop.is_set():
             try:
                 if not version:
                     version = self.relist()
-                if not failing:
-                    # A list that works is the all-clear for the API server; not for a bug
-                    # that breaks every watch after it, which must keep backing off.
-                    delay = self._backoff_start
+                started = time.monotonic()
+                events_before = self._events
                 version = self._watch(version)
-                failing = False
-                delay = self._backoff_start
                 # The server ended the watch (its timeout, or it closed the stream): watch again
-                # from where we were.
+                # from where we were; at once if the stream was healthy.
                 self.state.restarts += 1
+                self.state.last_ok = time.time()
                 self._changed()
+                if self._events > events_before or time.monotonic() - started >= HEALTHY_STREAM_S:
+                    backoff.reset()
+                else:
+                    self._stop.wait(backoff.next())
             except Gone:
                 log.info(
                     "%s: resourceVersion %s is gone (410); listing again",
@@ -500,12 +520,11 @@ class Watcher:
                 self.state.restarts += 1
             except NotFound as exc:
                 if self.resource.kind != SERVICE_ENTRY:
-                    self._report(str(exc))
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self._backoff_max)
+                    wait = backoff.next()
+                    self._report(f"{exc}; retrying in {wait:.1f} s")
+                    self._stop.wait(wait)
                     continue
-                if self._keep_through_404(exc, delay):
-                    delay = min(delay * 2, self._backoff_max)
+                if self._keep_through_404(exc, backoff.next()):
                     version = ""
                     continue
                 # Istio is not installed (yet, or any more): an empty ServiceEntry registry,
@@ -522,10 +541,10 @@ class Watcher:
                 )
                 self._stop.wait(self._crd_retry)
             except ClusterError as exc:
-                self._report(f"{exc}; retrying in {delay:.1f} s")
+                wait = backoff.next()
+                self._report(f"{exc}; retrying in {wait:.1f} s")
                 self.state.restarts += 1
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._backoff_max)
+                self._stop.wait(wait)
             except Exception as exc:
                 # A bug, or a failure nobody foresaw: this kind must not stop following the
                 # cluster for good. Log it with its traceback, back off, and list again.
@@ -533,9 +552,7 @@ class Watcher:
                 self._report(f"internal error {type(exc).__name__}: {exc}; listing again")
                 self.state.restarts += 1
                 version = ""
-                failing = True
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._backoff_max)
+                self._stop.wait(backoff.next())
 
     def _keep_through_404(self, exc: NotFound, delay: float) -> bool:
         """True while a 404 from a resource that was served is taken for a passing fault: the
@@ -565,6 +582,12 @@ class Watcher:
         return True
 
     def _watch(self, version: str) -> str:
+        try:
+            return self._follow(version)
+        finally:
+            self.state.connected = False
+
+    def _follow(self, version: str) -> str:
         events = self.transport.watch(self.resource, resource_version=version, on_open=self._opened)
         for event in events:
             if self._stop.is_set():
@@ -581,7 +604,8 @@ class Watcher:
             meta = obj.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             self.state.version = version
-            self.state.last_event = time.time()
+            self.state.last_event = self.state.last_ok = time.time()
+            self._events += 1
             if kind == "BOOKMARK":
                 continue
             obj.setdefault("kind", self.resource.kind)
@@ -631,6 +655,11 @@ class KubernetesSource:
     @property
     def synced(self) -> bool:
         return all(w.state.synced for w in self.watchers)
+
+    def staleness(self) -> dict[str, float]:
+        """Seconds each kind's registry may be behind the cluster (see KindState.staleness)."""
+        now = time.time()
+        return {w.resource.kind: w.state.staleness(now) for w in self.watchers}
 
     def _publish(self, snapshot: Snapshot) -> None:
         # Serve nothing half-built: the first snapshot goes out once every kind has been listed.
