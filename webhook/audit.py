@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from webhook import supervise
 from webhook.admission import AdmissionRequest
 from webhook.aio import LoopRef
 from webhook.review import Verdict
@@ -365,13 +366,16 @@ class AuditLog:
 
     def start(self) -> None:
         """Commit in groups, from a writer thread (call it on the server, before serving)."""
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._writer, name="audit-writer", daemon=True)
+        jobs: queue.SimpleQueue[list[tuple[bytes, asyncio.Future[bool]]] | None]
+        self._queue = jobs = queue.SimpleQueue()
+        self._thread = supervise.thread("audit-writer", lambda: self._writer(jobs))
         self._thread.start()
 
-    def _writer(self) -> None:
-        jobs = self._queue  # its own reference: close() may let go of the queue first
-        assert jobs is not None
+    def _writer(
+        self, jobs: queue.SimpleQueue[list[tuple[bytes, asyncio.Future[bool]]] | None]
+    ) -> None:
+        """Commit groups until told to stop (``jobs`` is its own reference to the queue: close()
+        may let go of it first)."""
         while True:
             group = jobs.get()
             if group is None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from webhook import supervise
 from webhook.admission import AdmissionRequest
 from webhook.review import Verdict
 from webhook.sources.kubernetes import ClusterError, Transport
@@ -128,7 +129,7 @@ class EventRecorder:
         self._queue: queue.Queue[tuple[PendingEvent, int] | None] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
         self._instance = os.environ.get("POD_NAME") or socket.gethostname()
-        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread = supervise.thread("events", self._run)
         self.sent = 0
         self._reported = ""
 

@@ -17,6 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from webhook.supervise import HEALTH
+
 # The API server's own webhook latency histogram starts at 5 ms; finer buckets below it show
 # where we sit inside that first bucket.
 LATENCY_BUCKETS = (
@@ -48,6 +50,7 @@ class Metrics:
         # than the rest of a clean decision.
         self.admission = AdmissionStats()
         r.register(self.admission)
+        r.register(_ThreadCollector())
         self.gc_pauses = GcPauses()
         r.register(self.gc_pauses)
         self.rejected_bodies = Counter(
@@ -348,3 +351,21 @@ class _PoolCollector:
             for phase in pool.by_phase:
                 open_now.add_metric([listener, phase.value], float(pool.count(phase)))
         yield open_now
+
+
+class _ThreadCollector:
+    """The supervised background threads' failures (webhook.supervise), read at scrape time."""
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        failures = CounterMetricFamily(
+            "seguard_thread_failures",
+            "Unforeseen errors that stopped a background thread's loop (it was started again), "
+            "by thread.",
+            labels=["thread"],
+        )
+        for name, count in sorted(HEALTH.crash_counts().items()):
+            failures.add_metric([name], float(count))
+        yield failures

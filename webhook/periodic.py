@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from webhook import supervise
+
 
 class Periodic:
     def __init__(
@@ -24,7 +26,7 @@ class Periodic:
         self._errors = errors
         self._log = log
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = supervise.thread(name, self._run, stop=self._stop)
 
     def step(self) -> None:
         raise NotImplementedError

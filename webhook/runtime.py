@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from webhook import heap
+from webhook import heap, supervise
 from webhook.audit import AuditLog
 from webhook.claims import SERVICE, SERVICE_ENTRY
 from webhook.metrics import Metrics
@@ -36,6 +37,8 @@ class Runtime:
     # far behind it may be while the server stays ready: see readiness().
     registry_staleness: Callable[[], Mapping[str, float]] | None = None
     stale_after_s: float = 120.0
+    # The background threads' health: one that cannot run makes the server unready.
+    threads: supervise.Health = field(default_factory=lambda: supervise.HEALTH)
     # Body limit for /validate and /mutate, in bytes: an object and its old version can each be
     # up to etcd's 1.5 MiB, and a review wraps both with metadata.
     max_body: int = 6 * 1024 * 1024
@@ -94,6 +97,7 @@ class Runtime:
         # (failurePolicy Fail: ServiceEntry writes are refused) rather than be judged against it.
         staleness = dict(self.registry_staleness()) if self.registry_staleness else {}
         stale = sorted(kind for kind, age in staleness.items() if age > self.stale_after_s)
+        failing = self.threads.failing(time.monotonic())
         details: dict[str, object] = {
             "policy": {
                 "loaded": self.policy is not None,
@@ -113,6 +117,7 @@ class Runtime:
                 "stale": stale,
             },
             "audit": {"pending": self.audit.pending, "stalled": stalled},
+            "threads": {"failing": failing},
             "draining": self.draining,
         }
         ready = (
@@ -122,6 +127,7 @@ class Runtime:
             and not self.draining
             and stalled is None
             and not stale
+            and not failing
         )
         self.metrics.ready.set(1 if ready else 0)
         return ready, details

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from webhook import supervise
 from webhook.backoff import Backoff
 from webhook.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
 from webhook.registry import RegistryBuilder, Snapshot
@@ -430,9 +431,7 @@ class Watcher:
         self._backoff_max = backoff_max
         self._crd_retry = crd_retry
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self.run, name=f"watch-{resource.plural}", daemon=True
-        )
+        self._thread = supervise.thread(f"watch-{resource.plural}", self.run, stop=self._stop)
         self._reported: str = ""
         self._response: Any = None
         self._events = 0  # events and bookmarks received, over every stream

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from webhook import supervise
 from webhook.claims import Claim
 from webhook.registry import RegistryBuilder, Snapshot
 
@@ -107,7 +108,7 @@ class RegistryStore:
                 if ready():
                     self.publish()
 
-        self._publisher = threading.Thread(target=loop, name="registry-publisher", daemon=True)
+        self._publisher = supervise.thread("registry-publisher", loop, stop=self._stop)
         self._publisher.start()
 
     def stop(self) -> None:
