@@ -450,3 +450,16 @@ def test_a_server_with_a_handshake_in_progress_stops_promptly(tmp_path: Path) ->
     assert not live.thread.is_alive()
     assert raw.recv(1) == b""
     raw.close()
+
+
+def test_a_graceful_stop_closes_idle_kept_alive_connections_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), running(tmp_path) as live:
+        kept = live.connection()  # a kept-alive client that then reads nothing
+        kept.request("POST", "/validate", body=REVIEW, headers={"Content-Type": "application/json"})
+        assert kept.getresponse().read()
+    # running() stopped the server: uvicorn waited for no connection to its graceful timeout.
+    assert not live.thread.is_alive()
+    assert "graceful shutdown exceeded" not in caplog.text
+    kept.close()

@@ -510,3 +510,15 @@ def test_relabelling_a_namespace_changes_its_rules_without_a_restart(harness: Ha
     wait_until(lambda: verdict() == ("HostNotAllowed",), "the new label to take effect")
     harness.cluster.put(make_namespace("team-a", {"team": "a"}))
     wait_until(lambda: verdict() == (), "the label removal to take effect")
+
+
+def test_stopping_closes_the_open_watches_quietly(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness.wait_converged("the first full sync")
+    wait_until(lambda: all(w.state.connected for w in harness.source.watchers), "every watch open")
+    with caplog.at_level(logging.INFO, logger="seguard"):
+        harness.source.stop()
+        harness.source.join()
+    assert all(not w._thread.is_alive() for w in harness.source.watchers)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

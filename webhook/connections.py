@@ -321,6 +321,15 @@ class GuardedHttp(HttpToolsProtocol):
         self.pool.drop(self.slot)
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """On a graceful stop: a connection with a request in progress is closed once it is
+        answered (uvicorn's way); an idle one at once, and without the TLS goodbye, which a
+        kept-alive client that reads nothing would make the stop wait for."""
+        if self.slot.phase is _BUSY:
+            super().shutdown()
+        else:
+            self.transport.abort()
+
     def _too_slow(self) -> None:
         self.header_timer = None
         if self.slot.phase is _HEADERS and not self.refused:

@@ -540,6 +540,8 @@ class Watcher:
                 )
                 self._stop.wait(self._crd_retry)
             except ClusterError as exc:
+                if self._stop.is_set():
+                    return  # stop() shut the watch down: the broken read is ours, not a fault
                 wait = backoff.next()
                 self._report(f"{exc}; retrying in {wait:.1f} s")
                 self.state.restarts += 1
