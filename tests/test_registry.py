@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -524,3 +524,51 @@ def test_the_registry_gives_back_the_cluster_ips_a_service_has(ips: tuple[str, .
     held = snapshot.get("Service", "ns", "a")
     assert held is not None and held.cluster_ips == ips
     assert snapshot.claims[("Service", "ns", "a")].cluster_ips == ips
+
+
+def frozen(snapshot: Snapshot) -> dict[str, Any]:
+    """Everything a snapshot holds, copied deep enough to notice any later change."""
+    return {
+        "names": dict(snapshot.names),
+        "under": dict(snapshot.under),
+        "objects": dict(snapshot.objects),
+        "services": {ns: dict(table) for ns, table in snapshot.services.items()},
+        "namespaces": dict(snapshot.namespaces),
+        "cluster_ips": dict(snapshot.cluster_ips),
+        "partials": dict(snapshot.partials),
+        "service_names": dict(snapshot.service_names),
+        "count": snapshot.service_count,
+    }
+
+
+def test_a_snapshot_never_changes_after_it_is_taken() -> None:
+    """The builder copies a shared table only when a change touches it: every kind of change
+    after a snapshot leaves that snapshot as it was."""
+    builder = RegistryBuilder()
+    builder.apply(make_namespace("bookinfo", {"team": "b"}))
+    builder.apply(with_ips(make_service("reviews", "bookinfo"), "10.96.0.7"))
+    builder.apply(with_ips(make_service("ratings", "bookinfo"), "10.96.0.8"))
+    builder.apply(make_service("web", "shop"))
+    builder.apply(make_service_entry("stripe", "team-a", ["api.stripe.com", "*pay.example.com"]))
+    changes: list[Callable[[], None]] = [
+        lambda: builder.apply(with_ips(make_service("details", "bookinfo"), "10.96.0.9")),
+        lambda: builder.apply(with_ips(make_service("reviews", "bookinfo"), "10.96.0.17")),
+        lambda: builder.delete(make_service("ratings", "bookinfo")),
+        lambda: builder.apply(make_service("api", "new-namespace")),
+        lambda: builder.delete(make_service("web", "shop")),
+        lambda: builder.apply(make_service_entry("github", "team-a", ["api.github.com"])),
+        lambda: builder.apply(make_service_entry("stripe", "team-a", ["*charge.example.com"])),
+        lambda: builder.delete(make_service_entry("github", "team-a", ["api.github.com"])),
+        lambda: builder.apply(make_namespace("bookinfo", {"team": "c"})),
+        lambda: builder.apply(make_service_entry("web", "shop", ["web.shop.svc.cluster.local"])),
+    ]
+    for change in changes:
+        before = builder.snapshot()
+        held = frozen(before)
+        change()
+        assert frozen(before) == held
+        after = builder.snapshot()
+        assert frozen(after) != held  # the change did land
+        for kind in ("Service", "ServiceEntry"):  # counts kept as changes come, not recounted
+            whole = sum(1 for key in after.objects if key[0] == kind)
+            assert after.count(kind) == whole + (after.service_count if kind == "Service" else 0)

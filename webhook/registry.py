@@ -240,6 +240,8 @@ class Snapshot:
     namespaces: Mapping[str, Labels]
     services: Services = field(default_factory=dict)
     service_count: int = 0
+    # The objects held whole, by kind (ServiceEntries, and Services that are not compact).
+    object_counts: Mapping[str, int] = field(default_factory=dict)
     skipped: tuple[Skipped, ...] = ()
     generation: int = 0
     cluster_ips: Mapping[IpKey, IpOwner] = field(default_factory=dict)
@@ -520,7 +522,7 @@ class Snapshot:
         return len(self.objects) + self.service_count
 
     def count(self, kind: str) -> int:
-        held = sum(1 for key in self.objects if key[0] == kind)
+        held = self.object_counts.get(kind, 0)
         return held + self.service_count if kind == claims_mod.SERVICE else held
 
 
@@ -543,12 +545,17 @@ class RegistryBuilder:
     def __init__(self, cluster_domain: str = "cluster.local") -> None:
         self.cluster_domain = cluster_domain
         self._shared = False
+        # The big dictionaries a snapshot still shares (see _own), and the namespaces whose
+        # Service table is this builder's own since the last snapshot.
+        self._shared_big: set[str] = set()
+        self._owned_tables: set[str] = set()
         self.names: dict[str, Owners] = {}
         self._under: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, dict[str, None]] = {}
         self.objects: dict[ClaimKey, Claim] = {}
         self.services: dict[str, dict[str, Profile]] = {}
         self.service_count = 0
+        self.object_counts: dict[str, int] = {}
         self.namespaces: dict[str, Labels] = {}
         self.skipped: dict[ClaimKey, Skipped] = {}
         self.generation = 0
@@ -561,18 +568,34 @@ class RegistryBuilder:
         return ClaimsView.of(self)
 
     def _own(self) -> None:
-        """Copy the dictionaries a snapshot shares, before changing any of them."""
+        """Copy the small dictionaries a snapshot shares, before changing any of them. The big
+        ones (names, objects, Services, cluster IPs, Service names: hundreds of thousands of
+        entries at 100k) are copied only when a change touches them, and the Services one
+        namespace's table at a time (``_own_big``, ``_own_table``): copying them all after
+        each snapshot held the GIL for about 10 ms, several times a second under churn."""
         if self._shared:
-            self.names = dict(self.names)
             self._under = dict(self._under)
-            self.objects = dict(self.objects)
-            self.services = {ns: dict(table) for ns, table in self.services.items()}
             self.namespaces = dict(self.namespaces)
             self.skipped = dict(self.skipped)
-            self.cluster_ips = dict(self.cluster_ips)
             self.partials = dict(self.partials)
-            self.service_names = dict(self.service_names)
             self._shared = False
+
+    def _own_big(self, field: str) -> None:
+        if field in self._shared_big:
+            self._shared_big.discard(field)
+            setattr(self, field, dict(getattr(self, field)))
+
+    def _own_table(self, namespace: str) -> dict[str, Profile] | None:
+        """The namespace's Service table, ours to change (None when it has none)."""
+        if "services" in self._shared_big:
+            self._shared_big.discard("services")
+            self.services = dict(self.services)  # the tables themselves are still shared
+            self._owned_tables = set()
+        table = self.services.get(namespace)
+        if table is not None and namespace not in self._owned_tables:
+            table = self.services[namespace] = dict(table)
+            self._owned_tables.add(namespace)
+        return table
 
     @property
     def under(self) -> dict[str, tuple[str, ...]]:
@@ -756,7 +779,11 @@ class RegistryBuilder:
                         inside.append(name)
         self.objects = held
         self.services = services
+        self._owned_tables = set(services)  # made for this builder: its own
         self.service_count = sum(len(table) for table in services.values())
+        self.object_counts = {}
+        for key in held:
+            self.object_counts[key[0]] = self.object_counts.get(key[0], 0) + 1
         self.names = {k: v[0] if len(v) == 1 else tuple(v) for k, v in names.items()}
         self._under = {k: tuple(v) for k, v in under.items()}
         self._pending = {}
@@ -780,7 +807,10 @@ class RegistryBuilder:
                     self._add_ips(profile[2], namespace)
 
     def _add_ips(self, packed: PackedIps, owner: IpOwner) -> None:
-        for key in _keys(packed):
+        keys = _keys(packed)
+        if keys:
+            self._own_big("cluster_ips")
+        for key in keys:
             self.cluster_ips[key] = owner
 
     def _drop_ips(self, packed: PackedIps, owner: IpOwner) -> None:
@@ -791,9 +821,11 @@ class RegistryBuilder:
             # in a cluster, but manifests may hold anything): the address stays its.
             table = self.services.get(owner) if isinstance(owner, str) else None
             if table is None or not any(key in _keys(p[2]) for p in table.values()):
+                self._own_big("cluster_ips")
                 del self.cluster_ips[key]
 
     def _add_name(self, name: str, namespace: str) -> None:
+        self._own_big("service_names")
         found = self.service_names.get(name)
         if found is None:
             self.service_names[name] = namespace
@@ -801,6 +833,7 @@ class RegistryBuilder:
             self.service_names[name] = (*_spaces(found), namespace)
 
     def _drop_name(self, name: str, namespace: str) -> None:
+        self._own_big("service_names")
         left = tuple(ns for ns in _spaces(self.service_names.get(name)) if ns != namespace)
         if not left:
             self.service_names.pop(name, None)
@@ -839,11 +872,18 @@ class RegistryBuilder:
         self.remove_claim(claim.key)
         if claim.kind == claims_mod.SERVICE:
             self._add_name(claim.name, claim.namespace)
+        if is_compact(claim, self.cluster_domain):
+            self._own_table(claim.namespace)
+        else:
+            self._own_big("objects")
         if _hold(claim, self.objects, self.services, self.cluster_domain):
+            self._owned_tables.add(claim.namespace)  # a table _hold made is ours
             self.service_count += 1
             self._add_ips(self.services[claim.namespace][claim.name][2], claim.namespace)
             return
+        self.object_counts[claim.kind] = self.object_counts.get(claim.kind, 0) + 1
         self._add_ips(_packed(claim.cluster_ips), claim.key)
+        self._own_big("names")
         for name in self._names_of(claim):
             existing = self.names.get(name)
             if existing is None:
@@ -859,6 +899,8 @@ class RegistryBuilder:
         self._own()
         if key[0] == claims_mod.SERVICE:
             table = self.services.get(key[1])
+            if table is not None and key[2] in table:
+                table = self._own_table(key[1])
             profile = table.pop(key[2], None) if table is not None else None
             if table is not None and profile is not None:
                 self.service_count -= 1
@@ -867,12 +909,15 @@ class RegistryBuilder:
                 if not table:
                     del self.services[key[1]]
                 return
-        claim = self.objects.pop(key, None)
-        if claim is None:
+        if key not in self.objects:
             return
+        self._own_big("objects")
+        claim = self.objects.pop(key)
+        self.object_counts[key[0]] -= 1
         self._drop_ips(_packed(claim.cluster_ips), key)
         if claim.kind == claims_mod.SERVICE:
             self._drop_name(claim.name, claim.namespace)
+        self._own_big("names")
         for name in self._names_of(claim):
             left = tuple(o for o in owners_of(self.names.get(name)) if o.key != key)
             if left:
@@ -888,6 +933,7 @@ class RegistryBuilder:
         self.generation += 1
         under = self.under  # applies pending domain changes first
         self._shared = True
+        self._shared_big = set(_BIG)
         return Snapshot(
             cluster_domain=self.cluster_domain,
             names=self.names,
@@ -895,6 +941,7 @@ class RegistryBuilder:
             objects=self.objects,
             services=self.services,
             service_count=self.service_count,
+            object_counts=dict(self.object_counts),
             namespaces=self.namespaces,
             skipped=tuple(self.skipped.values()),
             generation=self.generation,
@@ -902,6 +949,10 @@ class RegistryBuilder:
             partials=self.partials,
             service_names=self.service_names,
         )
+
+
+# The dictionaries a builder copies only when a change touches them (see RegistryBuilder._own).
+_BIG = ("names", "objects", "services", "cluster_ips", "service_names")
 
 
 def _drop(
