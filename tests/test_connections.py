@@ -463,3 +463,20 @@ def test_a_graceful_stop_closes_idle_kept_alive_connections_at_once(
     assert not live.thread.is_alive()
     assert "graceful shutdown exceeded" not in caplog.text
     kept.close()
+
+
+def test_pipelined_requests_are_both_answered_and_counted_busy_then_idle(
+    live: LiveServer,
+) -> None:
+    with tls_socket(live) as sock:
+        sock.sendall((request_head() + REVIEW) * 2)
+        data = b""
+        deadline = time.monotonic() + PATIENCE_S
+        while data.count(b"HTTP/1.1 200 OK") < 2:
+            assert time.monotonic() < deadline, data
+            data += sock.recv(65536)
+        pool = live.web.pools["webhook"]
+        while pool.count(Phase.IDLE) != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert pool.count(Phase.BUSY) == 0

@@ -309,8 +309,10 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        self.pool.move(self.slot, _IDLE)
         super().on_response_complete()
+        # Idle, unless a pipelined request was waiting and has just been started.
+        cycle = self.cycle
+        self.pool.move(self.slot, _BUSY if cycle and not cycle.response_complete else _IDLE)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
@@ -344,7 +346,7 @@ class GuardedHttp(HttpToolsProtocol):
         """Answer, close, and let go of what the parser holds."""
         self.refused = True
         self._cancel_header_timer()
-        self.pool.drop(self.slot)
+        # Still counted (and the first to go when room is needed) until it is closed.
         self.pool.on_refused(why)
         self.transport.write(answer)
         # Read nothing more (a TLS close would go on reading, and dropping, what the client
