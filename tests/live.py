@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from webhook import certs, reload, server
+from webhook import certs, reload, server, supervise
 from webhook.admission import AdmissionRequest
 from webhook.app import create_app, create_ops_app
 from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
@@ -90,6 +90,7 @@ def running(
     extra_sinks: Sequence[Sink] = (),
     audit_deadline_s: float | None = None,
     audit_max_pending: int | None = None,
+    threads: supervise.Health | None = None,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     if cert_dir is None:
@@ -105,6 +106,7 @@ def running(
             max_pending=audit_max_pending if audit_max_pending is not None else MAX_PENDING,
         ),
         metrics=metrics,
+        threads=threads if threads is not None else supervise.HEALTH,
     )
     runtime.audit.start()  # group commit, as `seguard serve` runs it
     if max_body is not None:

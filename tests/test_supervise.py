@@ -6,10 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.factories import make_service_entry
+from tests.live import running
 from webhook import supervise
 from webhook.audit import AuditLog
 from webhook.backoff import Backoff
@@ -113,3 +118,21 @@ def test_the_registry_publisher_goes_on_publishing_after_an_unforeseen_error() -
     assert (
         'seguard_thread_failures_total{thread="registry-publisher"}' in Metrics().render().decode()
     )
+
+
+def test_readyz_answers_503_naming_the_thread_that_cannot_run(tmp_path: Path) -> None:
+    health = supervise.Health()
+    with running(tmp_path, threads=health) as live:
+        url = f"http://127.0.0.1:{live.ops_port}/readyz"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        for _ in range(supervise.FAILING_AFTER):
+            health.crashed("audit-writer", "OSError: disk gone", healthy_run=False)
+        health.restarted("audit-writer", time.monotonic())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 503
+        body = orjson.loads(refused.value.read())
+        assert body["threads"]["failing"] == {
+            "audit-writer": "OSError: disk gone (3 failures in a row)"
+        }
