@@ -561,6 +561,8 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    from webhook.connections import MAX_CONNECTIONS
+
     lines = [
         f"Measured {result['date']} on {result['machine']}, `python bench/run.py{' --quick' if result['quick'] else ''}`.",
         "",
@@ -599,7 +601,7 @@ def markdown(result: dict[str, Any]) -> str:
                 "",
                 f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
                 f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
-                "made and held; the bound, --max-connections, is 2,048).",
+                f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",
             ]
             if "idle_connection_kb" in result["cases"][-1]
             else []

@@ -11,6 +11,8 @@ import platform
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from tests.factories import make_review, make_service_entry
 from tests.live import LiveServer, running
 from webhook import heap
 from webhook.connections import (
+    MAX_CONNECTIONS,
     MAX_HEADER_BYTES,
     RESERVED_FDS,
     GuardedHttp,
@@ -480,3 +483,16 @@ def test_pipelined_requests_are_both_answered_and_counted_busy_then_idle(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert pool.count(Phase.BUSY) == 0
+
+
+def test_the_commands_default_bound_is_the_one_the_limits_name() -> None:
+    from webhook.cli import build_parser
+
+    assert build_parser().parse_args(["serve"]).max_connections is None  # then the constant
+    shown = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"(default {MAX_CONNECTIONS})" in " ".join(shown.split())

@@ -586,7 +586,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kubeconfig=kubeconfig,
     )
     recorder = _start_reporting(args, runtime=runtime, transport=transport, stoppers=stoppers)
-    limits = connections.fit_fd_limit(connections.Limits(max_connections=args.max_connections))
+    limits = connections.fit_fd_limit(
+        connections.Limits(max_connections=args.max_connections or connections.MAX_CONNECTIONS)
+    )
     web = server.WebhookServer(
         webhook_app=create_app(runtime, on_denied=recorder),
         ops_app=create_ops_app(runtime),
@@ -732,7 +734,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     serve.add_argument(
         "--max-connections",
         type=_positive_int,
-        default=2048,
+        default=None,  # connections.MAX_CONNECTIONS, not imported here: it loads uvicorn
         help="open connections the webhook port holds; at the bound, idle ones are closed "
         "first (default 2048)",
     )
