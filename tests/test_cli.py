@@ -344,11 +344,27 @@ def test_certs_generate_makes_an_ecdsa_pair_with_the_service_names(
 # --- serve ------------------------------------------------------------------------------------
 
 
-def test_serve_with_no_flags_prints_a_curl_command_that_works(tmp_path: Path) -> None:
-    """In an empty folder with no kubeconfig: dev certificates, built-in policy, empty registry."""
+def _started_line(line: str, log_format: str) -> str:
+    """The curl command in one line of serve's standard error, or ""."""
+    if log_format == "json":
+        entry = json.loads(line)  # every line is one JSON object
+        assert {"time", "level", "event", "logger", "message"} <= entry.keys(), entry
+        return str(entry["try_it"]) if entry["event"] == "server.started" else ""
+    return line.strip() if line.strip().startswith("curl ") else ""
+
+
+@pytest.mark.parametrize(
+    ("flags", "log_format"), [([], "json"), (["--log-format", "text"], "text")]
+)
+def test_serve_with_no_flags_prints_a_curl_command_that_works(
+    tmp_path: Path, flags: list[str], log_format: str
+) -> None:
+    """In an empty folder with no kubeconfig: dev certificates, built-in policy, empty registry.
+    Standard error is a pipe here, so serve writes JSON lines unless told otherwise."""
     env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
+    argv = [sys.executable, "-m", "webhook.cli", *flags, "serve", "--port", "0"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "webhook.cli", "serve", "--port", "0", "--metrics-port", "0"],
+        [*argv, "--metrics-port", "0"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -358,13 +374,11 @@ def test_serve_with_no_flags_prints_a_curl_command_that_works(tmp_path: Path) ->
     try:
         assert proc.stderr is not None
         curl = ""
-        deadline = time.monotonic() + 60
-        while not curl and time.monotonic() < deadline:
+        while not curl:
             line = proc.stderr.readline()
             if not line:
                 break
-            if line.strip().startswith("curl "):
-                curl = line.strip()
+            curl = _started_line(line, log_format)
         assert curl, "serve printed no curl command"
         assert (tmp_path / "certs" / "tls.crt").exists()
         result = subprocess.run(
@@ -377,10 +391,13 @@ def test_serve_with_no_flags_prints_a_curl_command_that_works(tmp_path: Path) ->
         assert answer["response"]["allowed"] is False
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     record = json.loads(out.splitlines()[0])
     assert record["event"] == "admission.decision" and record["decision"] == "denied"
+    if log_format == "json":
+        events = [json.loads(line)["event"] for line in err.splitlines()]
+        assert "server.signal" in events, err
 
 
 def test_serve_with_a_bad_policy_fails_fast_in_one_line(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhook import admission, review
+from webhook import admission, logs, review
 from webhook.aio import Deadlines, LoopRef
 from webhook.audit import (
     DROPPED,
@@ -93,7 +93,13 @@ class AdmissionEndpoint:
 
     def _refuse(self, status: int, reason: str, message: str) -> tuple[int, bytes, None]:
         self.runtime.metrics.rejected_bodies.labels(self.webhook, reason).inc()
-        log.warning("%s: refused a request with %d: %s", self.webhook, status, message)
+        log.warning(
+            "%s: refused a request with %d: %s",
+            self.webhook,
+            status,
+            message,
+            extra=logs.fields("admission.refused", webhook=self.webhook, status=status),
+        )
         return status, orjson.dumps({"error": message}), None
 
     async def answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str | None]:
@@ -136,7 +142,11 @@ class AdmissionEndpoint:
             req = admission.parse_review(parsed)
         except Exception as exc:  # MalformedReview, or a shape nobody foresaw: a 400, never a 500
             if not isinstance(exc, admission.MalformedReview):
-                log.exception("%s: could not read a review", self.webhook)
+                log.exception(
+                    "%s: could not read a review",
+                    self.webhook,
+                    extra=logs.fields("admission.unreadable", webhook=self.webhook),
+                )
             return self._refuse(
                 400, "malformed", f"not an admission.k8s.io/v1 AdmissionReview: {exc}"
             )
@@ -160,6 +170,12 @@ class AdmissionEndpoint:
                 self.webhook,
                 req.namespace,
                 req.name,
+                extra=logs.fields(
+                    "audit.unavailable",
+                    webhook=self.webhook,
+                    namespace=req.namespace,
+                    name=req.name,
+                ),
             )
         return _denial(
             req,
@@ -220,7 +236,16 @@ class AdmissionEndpoint:
             return self._decide(req)
         except Exception as exc:
             log.exception(
-                "%s: internal error answering %s/%s", self.webhook, req.namespace, req.name
+                "%s: internal error answering %s/%s",
+                self.webhook,
+                req.namespace,
+                req.name,
+                extra=logs.fields(
+                    "admission.internal_error",
+                    webhook=self.webhook,
+                    namespace=req.namespace,
+                    name=req.name,
+                ),
             )
             self.runtime.metrics.internal_errors.labels(self.webhook).inc()
             message = (
@@ -257,7 +282,18 @@ class AdmissionEndpoint:
             verdict = self.judge(req, policy=policy, snapshot=runtime.snapshot)
         except Exception as exc:
             # Fail closed: a bug must never turn into an allow.
-            log.exception("%s: internal error judging %s/%s", self.webhook, req.namespace, req.name)
+            log.exception(
+                "%s: internal error judging %s/%s",
+                self.webhook,
+                req.namespace,
+                req.name,
+                extra=logs.fields(
+                    "admission.internal_error",
+                    webhook=self.webhook,
+                    namespace=req.namespace,
+                    name=req.name,
+                ),
+            )
             runtime.metrics.internal_errors.labels(self.webhook).inc()
             verdict = review.internal_error(type(exc).__name__)
         record = None

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from webhook import supervise
+from webhook import logs, supervise
 from webhook.admission import AdmissionRequest
 from webhook.aio import LoopRef
 from webhook.review import Verdict
@@ -309,7 +309,12 @@ class AuditLog:
                 ok = False
                 if self._on_failure is not None:
                     self._on_failure(sink.name)
-                log.error("audit sink %s failed (%s); records follow on stderr", sink.name, exc)
+                log.error(
+                    "audit sink %s failed (%s); records follow on stderr",
+                    sink.name,
+                    exc,
+                    extra=logs.fields("audit.sink.failed", sink=sink.name),
+                )
                 sys.stderr.buffer.write(data)
                 sys.stderr.flush()
         return ok
@@ -417,6 +422,7 @@ class AuditLog:
                     "not written",
                     self.close_wait_s,
                     self.pending,
+                    extra=logs.fields("audit.close.blocked", pending=self.pending),
                 )
                 return
         for sink in self.sinks:

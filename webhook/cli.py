@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from webhook import __version__
+from webhook import __version__, logs
 from webhook.claims import SERVICE_ENTRY
 from webhook.policy import Policy, PolicyError, default_policy, parse_policy_text
 from webhook.registry import RegistryBuilder
@@ -473,6 +473,7 @@ def _start_sources(
             "following the cluster at %s (%s)",
             transport.host,
             kubeconfig or "in-cluster service account",
+            extra=logs.fields("cluster.following", host=transport.host),
         )
         runtime.syncs = {r.kind: False for r in kubernetes.RESOURCES}
 
@@ -548,6 +549,34 @@ def _start_reporting(
     return recorder
 
 
+def _announce(
+    args: argparse.Namespace, webhook_port: int, ops_port: int, what: str, cert_dir: Path
+) -> None:
+    """The line that says the server is up: a banner and a curl to try, or one JSON line."""
+    webhook_url = f"https://{args.host}:{webhook_port}"
+    ops_url = f"http://{args.host}:{ops_port}"
+    banner = (
+        f"seguard {__version__}: webhook on {webhook_url} (/validate, /mutate), operations "
+        f"on {ops_url} (/healthz, /readyz, /metrics); {what}"
+    )
+    curl = curl_command(host=args.host, port=webhook_port, cert_dir=cert_dir)
+    if args.log_format == logs.JSON:
+        log.info(
+            banner,
+            extra=logs.fields(
+                "server.started",
+                version=__version__,
+                webhook=webhook_url,
+                operations=ops_url,
+                try_it=curl,
+            ),
+        )
+        return
+    print(banner, file=sys.stderr)
+    print("Try it:", file=sys.stderr)
+    print("  " + curl, file=sys.stderr, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -561,7 +590,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     follow_cluster, kubeconfig = _cluster_for_serve(args)
     cert_dir: Path = args.cert_dir if args.cert_dir is not None else Path("certs")
     if args.cert_dir is None and certs.ensure_dev_certs(cert_dir):
-        log.info("made development certificates in %s/ (CA: %s)", cert_dir, cert_dir / "ca.crt")
+        log.info(
+            "made development certificates in %s/ (CA: %s)",
+            cert_dir,
+            cert_dir / "ca.crt",
+            extra=logs.fields("certs.generated", directory=str(cert_dir)),
+        )
     ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
     metrics = Metrics()
     metrics.gc_pauses.install()
@@ -616,7 +650,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Go unready, so the Service stops routing here, but keep answering (with Connection:
         # close, so kept-alive callers reconnect elsewhere) for the drain window; then stop.
         runtime.draining = True
-        log.info("draining for %.1f s before stopping", args.drain_seconds)
+        log.info(
+            "draining for %.1f s before stopping",
+            args.drain_seconds,
+            extra=logs.fields("server.draining", seconds=args.drain_seconds),
+        )
         await asyncio.sleep(args.drain_seconds)
         web.stop()
 
@@ -627,17 +665,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if follow_cluster
             else f"{len(snapshot) if snapshot else 0} registry objects"
         )
-        print(
-            f"seguard {__version__}: webhook on https://{args.host}:{listeners.webhook_port} "
-            f"(/validate, /mutate), operations on http://{args.host}:{listeners.ops_port} "
-            f"(/healthz, /readyz, /metrics); policy {policy.source}, {where}",
-            file=sys.stderr,
-        )
-        print("Try it:", file=sys.stderr)
-        print(
-            "  " + curl_command(host=args.host, port=listeners.webhook_port, cert_dir=cert_dir),
-            file=sys.stderr,
-            flush=True,
+        _announce(
+            args,
+            listeners.webhook_port,
+            listeners.ops_port,
+            f"policy {policy.source}, {where}",
+            cert_dir,
         )
 
     try:
@@ -676,6 +709,12 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     parser.add_argument("--version", action="version", version=f"seguard {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="how log lines on stderr read: one JSON object a line (the default of serve) "
+        "or plain text (the default of the other commands)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -817,17 +856,14 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # two servers, one banner of ours
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # our own messages say what failed
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logs.TEXT)  # until the command line says otherwise
     try:
         args = build_parser().parse_args(argv)
-        if args.verbose:
-            logging.getLogger().setLevel(logging.DEBUG)
+        if args.log_format is None:
+            # serve: JSON lines for a log pipeline, plain text for someone at a terminal.
+            machine = args.func is cmd_serve and not sys.stderr.isatty()
+            args.log_format = logs.JSON if machine else logs.TEXT
+        logs.configure(args.log_format, verbose=args.verbose)
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except CommandError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from webhook import heap
+from webhook import heap, logs
 
 log = logging.getLogger("seguard.connections")
 
@@ -119,6 +119,7 @@ def fit_fd_limit(limits: Limits) -> Limits:
             hard,
             bound,
             limits.max_connections,
+            extra=logs.fields("connections.fd_limit", hard=hard, bound=bound),
         )
         return dataclasses.replace(limits, max_connections=bound)
     return limits
@@ -243,6 +244,7 @@ class RefusalLog:
             self.limits.header_bytes,
             self.limits.header_s,
             self.limits.handshake_s,
+            extra=logs.fields("connections.refused", listener=self.listener, count=count),
         )
 
 
@@ -376,7 +378,11 @@ async def accept(
             try:
                 conn, _ = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors or buffers: wait, then go on
-                log.debug("cannot accept a connection: %s", exc)
+                log.debug(
+                    "cannot accept a connection: %s",
+                    exc,
+                    extra=logs.fields("connections.accept_failed"),
+                )
                 pool.on_refused(Refusal.ACCEPT_FAILED)
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
@@ -423,7 +429,11 @@ async def _establish(
         if slot.phase is Phase.HANDSHAKE:
             pool.drop(slot)
             pool.on_refused(Refusal.HANDSHAKE_FAILED)
-        log.debug("a connection failed its TLS handshake: %r", exc)
+        log.debug(
+            "a connection failed its TLS handshake: %r",
+            exc,
+            extra=logs.fields("connections.handshake_failed"),
+        )
 
 
 async def return_memory(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook import supervise
+from webhook import logs, supervise
 from webhook.admission import AdmissionRequest
 from webhook.review import Verdict
 from webhook.sources.kubernetes import ClusterError, Transport
@@ -202,7 +202,9 @@ class EventRecorder:
                 if str(exc) != self._reported:
                     self._reported = str(exc)
                     log.warning(
-                        "could not record a Warning event (%s); admissions are unaffected", exc
+                        "could not record a Warning event (%s); admissions are unaffected",
+                        exc,
+                        extra=logs.fields("events.failed"),
                     )
 
     def send(self, event: PendingEvent, repeats: int = 0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from webhook import supervise
+from webhook import logs, supervise
 
 
 class Periodic:
@@ -25,6 +25,7 @@ class Periodic:
         self.error = ""  # the last failure, "" while the step succeeds
         self._errors = errors
         self._log = log
+        self._name = name
         self._stop = threading.Event()
         self._thread = supervise.thread(name, self._run, stop=self._stop)
 
@@ -37,11 +38,15 @@ class Periodic:
                 self.step()
             except self._errors as exc:
                 if str(exc) != self.error:
-                    self._log.error("%s", exc)
+                    self._log.error("%s", exc, extra=logs.fields("task.failed", task=self._name))
                 self.error = str(exc)
             else:
                 if self.error:
-                    self._log.info("recovered: %s", self.error)
+                    self._log.info(
+                        "recovered: %s",
+                        self.error,
+                        extra=logs.fields("task.recovered", task=self._name),
+                    )
                 self.error = ""
             self._stop.wait(self.every)
 

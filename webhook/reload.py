@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from webhook import certs
+from webhook import certs, logs
 from webhook.audit import EVENT_POLICY_REJECTED, SCHEMA_VERSION, timestamp
 from webhook.policy import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
@@ -59,11 +59,20 @@ class PolicyReloader:
                     self.path,
                     exc.strerror or exc,
                     self.runtime.policy_generation,
+                    extra=logs.fields(
+                        "policy.unreadable",
+                        path=str(self.path),
+                        generation=self.runtime.policy_generation,
+                    ),
                 )
             return False
         if self._read_error:
             self._read_error = ""
-            log.info("the policy file %s can be read again", self.path)
+            log.info(
+                "the policy file %s can be read again",
+                self.path,
+                extra=logs.fields("policy.readable", path=str(self.path)),
+            )
         digest = hashlib.sha256(text).hexdigest()
         if digest == self._seen:
             return False
@@ -86,13 +95,21 @@ class PolicyReloader:
             self.path,
             applied.generation,
             digest[:12],
+            extra=logs.fields(
+                "policy.loaded", path=str(self.path), generation=applied.generation, sha256=digest
+            ),
         )
         return True
 
     def _reject(self, digest: str, error: str) -> bool:
         self._seen = digest
         generation = self.runtime.policy_generation
-        log.error("policy reload refused, keeping generation %d: %s", generation, error)
+        log.error(
+            "policy reload refused, keeping generation %d: %s",
+            generation,
+            error,
+            extra=logs.fields("policy.reload.refused", generation=generation, error=error),
+        )
         self.runtime.reject_policy(error)
         self.runtime.audit.write(
             {
@@ -164,7 +181,11 @@ class CertificateReloader:
             # old pair and look again at the next poll.
             if str(exc) != self._reported:
                 self._reported = str(exc)
-                log.error("new certificate not loaded, keeping the old one: %s", exc)
+                log.error(
+                    "new certificate not loaded, keeping the old one: %s",
+                    exc,
+                    extra=logs.fields("certificate.reload.refused", directory=str(self.cert_dir)),
+                )
                 if self._on_error is not None:
                     self._on_error()
             return False
@@ -172,7 +193,11 @@ class CertificateReloader:
         self._seen = digest
         self._reported = ""
         self._note_expiry()
-        log.info("serving certificate reloaded from %s", self.cert_dir)
+        log.info(
+            "serving certificate reloaded from %s",
+            self.cert_dir,
+            extra=logs.fields("certificate.reloaded", directory=str(self.cert_dir)),
+        )
         return True
 
 
@@ -184,4 +209,4 @@ async def poll(checks: list[Callable[[], object]], *, every: float = POLL_EVERY_
             try:
                 check()
             except Exception:  # a reload bug must not stop the server or later reloads
-                log.exception("reload check failed")
+                log.exception("reload check failed", extra=logs.fields("reload.check.failed"))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webhook import logs
 from webhook.periodic import Periodic
 from webhook.review import PROBE_ANNOTATION
 from webhook.sources.kubernetes import ClusterError, Transport
@@ -132,6 +133,7 @@ class RolloutManager(Periodic):
                     len(ops) // 2,
                     kind,
                     self.name,
+                    extra=logs.fields("rollout.ca_bundle.repaired", configuration=self.name),
                 )
         self.state.ca_repairs += repaired
         return repaired
@@ -178,6 +180,7 @@ class RolloutManager(Periodic):
                 "validation now fails closed: failurePolicy Fail on "
                 "validatingwebhookconfiguration %s",
                 self.name,
+                extra=logs.fields("rollout.fail_closed", configuration=self.name),
             )
         return bool(ops)
 
@@ -195,4 +198,8 @@ class RolloutManager(Periodic):
             self.enforce()
             self.state.enforcing = True
         else:
-            log.info("rollout probe: %s; validation stays at failurePolicy Ignore for now", detail)
+            log.info(
+                "rollout probe: %s; validation stays at failurePolicy Ignore for now",
+                detail,
+                extra=logs.fields("rollout.probe.failed", detail=detail),
+            )

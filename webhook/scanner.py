@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from webhook import logs
 from webhook.audit import SCHEMA_VERSION, timestamp
 from webhook.events import EventRecorder, PendingEvent
 from webhook.periodic import Periodic
@@ -218,4 +219,5 @@ class Scanner(Periodic):
                 self.scans,
                 len(found),
                 len(self.runtime.snapshot or ()),
+                extra=logs.fields("scan.completed", scan=self.scans, violations=len(found)),
             )

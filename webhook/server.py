@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from webhook import connections
+from webhook import connections, logs
 from webhook.connections import Limits, Pool, RefusalLog
 
 log = logging.getLogger("seguard.server")
@@ -191,7 +191,11 @@ class WebhookServer:
         def handle(sig: int) -> None:
             if self.stopping.is_set():
                 return
-            log.info("received %s", signal.Signals(sig).name)
+            log.info(
+                "received %s",
+                signal.Signals(sig).name,
+                extra=logs.fields("server.signal", signal=signal.Signals(sig).name),
+            )
             if on_signal is None:
                 self.stop()
             else:

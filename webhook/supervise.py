@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from webhook import logs
 from webhook.backoff import Backoff
 
 log = logging.getLogger("seguard.supervise")
@@ -113,10 +114,23 @@ def thread(
                         name,
                         state.crashes,
                         wait,
+                        extra=logs.fields(
+                            "thread.failed", thread=name, crashes=state.crashes, retry_in_s=wait
+                        ),
                     )
                 else:
                     log.error(
-                        "thread %s failed again: %s; starting it again in %.1f s", name, error, wait
+                        "thread %s failed again: %s; starting it again in %.1f s",
+                        name,
+                        error,
+                        wait,
+                        extra=logs.fields(
+                            "thread.failed",
+                            thread=name,
+                            crashes=state.crashes,
+                            retry_in_s=wait,
+                            error=error,
+                        ),
                     )
                 stopped.wait(wait)
                 record.restarted(name, clock())

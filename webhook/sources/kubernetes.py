@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from webhook import supervise
+from webhook import logs, supervise
 from webhook.backoff import Backoff
 from webhook.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
 from webhook.registry import RegistryBuilder, Snapshot
@@ -448,7 +448,12 @@ class Watcher:
             try:
                 shutdown()
             except Exception as exc:  # already closed
-                log.debug("closing the watch of %s: %s", self.resource.qualified, exc)
+                log.debug(
+                    "closing the watch of %s: %s",
+                    self.resource.qualified,
+                    exc,
+                    extra=logs.fields("registry.watch.closing", resource=self.resource.qualified),
+                )
 
     def _opened(self, response: Any) -> None:
         self._response = response
@@ -467,7 +472,13 @@ class Watcher:
         self.state.error = message
         if message != self._reported:
             self._reported = message
-            log.log(level, "%s: %s", self.resource.qualified, message)
+            log.log(
+                level,
+                "%s: %s",
+                self.resource.qualified,
+                message,
+                extra=logs.fields("registry.watch.error", resource=self.resource.qualified),
+            )
         self._changed()
 
     def relist(self) -> str:
@@ -484,7 +495,14 @@ class Watcher:
         self._absent = False
         if self._reported:
             log.info(
-                "%s: listed %d objects; the problem is gone", self.resource.qualified, listing.count
+                "%s: listed %d objects; the problem is gone",
+                self.resource.qualified,
+                listing.count,
+                extra=logs.fields(
+                    "registry.watch.recovered",
+                    resource=self.resource.qualified,
+                    objects=listing.count,
+                ),
             )
             self._reported = ""
         self._changed()
@@ -514,6 +532,7 @@ class Watcher:
                     "%s: resourceVersion %s is gone (410); listing again",
                     self.resource.qualified,
                     version,
+                    extra=logs.fields("registry.watch.expired", resource=self.resource.qualified),
                 )
                 version = ""
                 self.state.restarts += 1
@@ -549,7 +568,11 @@ class Watcher:
             except Exception as exc:
                 # A bug, or a failure nobody foresaw: this kind must not stop following the
                 # cluster for good. Log it with its traceback, back off, and list again.
-                log.exception("%s: the watch loop failed", self.resource.qualified)
+                log.exception(
+                    "%s: the watch loop failed",
+                    self.resource.qualified,
+                    extra=logs.fields("registry.watch.failed", resource=self.resource.qualified),
+                )
                 self._report(f"internal error {type(exc).__name__}: {exc}; listing again")
                 self.state.restarts += 1
                 version = ""

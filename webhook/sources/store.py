@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from webhook import supervise
+from webhook import logs, supervise
 from webhook.claims import Claim
 from webhook.registry import RegistryBuilder, Snapshot
 
@@ -75,6 +75,12 @@ class RegistryStore:
                     skipped.namespace,
                     skipped.name,
                     skipped.reason,
+                    extra=logs.fields(
+                        "registry.object.skipped",
+                        kind=skipped.kind,
+                        namespace=skipped.namespace,
+                        name=skipped.name,
+                    ),
                 )
 
     def snapshot(self) -> Snapshot:
