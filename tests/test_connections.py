@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import platform
 import socket
 import ssl
 import struct
@@ -23,7 +22,6 @@ import pytest
 
 from tests.factories import make_review, make_service_entry
 from tests.live import LiveServer, running
-from webhook import heap
 from webhook.connections import (
     MAX_CONNECTIONS,
     MAX_HEADER_BYTES,
@@ -418,13 +416,6 @@ def test_memory_is_handed_back_once_after_refusals_and_not_without_them() -> Non
 
     asyncio.run(main())
     assert trims == [0]
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_the_c_librarys_trim_is_found_on_glibc() -> None:
-    trim = heap.malloc_trim()  # the image (Debian's python:3.11-slim) has glibc
-    assert trim is not None
-    trim(0)
 
 
 def test_shutdown_ends_the_handshakes_and_admits_nothing_more() -> None:

@@ -459,6 +459,7 @@ def _start_sources(
 ) -> tuple[list[Any], Any]:
     """Start what keeps the registry current; returns what to stop on the way out, and the
     cluster transport (None without a cluster)."""
+    from webhook import heap
     from webhook.sources.store import RegistryStore
 
     metrics = runtime.metrics
@@ -498,6 +499,7 @@ def _start_sources(
             cluster_domain=policy.cluster_domain, on_snapshot=runtime.set_snapshot, initial=builder
         )
         runtime.set_snapshot(store.snapshot())
+        heap.trim()  # reading the manifests allocated and freed several times what is kept
         store.start_publisher()
         stoppers.append(store)
     if args.manage_webhooks:
@@ -580,7 +582,7 @@ def _announce(
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from webhook import certs, connections, reload, server
+    from webhook import certs, connections, heap, reload, server
     from webhook.app import create_app, create_ops_app
     from webhook.audit import open_audit_log
     from webhook.metrics import Metrics
@@ -599,6 +601,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
     metrics = Metrics()
     metrics.gc_pauses.install()
+    heap.map_big_blocks()  # an old snapshot's memory goes back to the system when it is freed
     audit_log = open_audit_log(
         stdout=not args.no_audit_stdout,
         file=str(args.audit_file) if args.audit_file else None,

@@ -20,6 +20,24 @@ def malloc_trim() -> Callable[[int], object] | None:
 
 _MALLOC_TRIM = malloc_trim()
 
+# glibc's mallopt parameter, and the size from which a block is mapped on its own (so freeing
+# it gives it back to the system at once): 256 KiB, fixed. glibc's default starts at 128 KiB
+# but raises itself up to the largest block freed, after which the dictionaries of an old
+# registry snapshot (megabytes each, four replaced a second under churn) stay in the heap.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 256 * 1024
+
+
+def map_big_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Have blocks of ``threshold`` bytes and more mapped on their own; False where the C
+    library cannot (no glibc)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
 
 def trim() -> None:
     """Give freed memory back to the system, where the C library can (under 1 ms on the heap of

@@ -574,26 +574,29 @@ class RegistryBuilder:
         namespace's table at a time (``_own_big``, ``_own_table``): copying them all after
         each snapshot held the GIL for about 10 ms, several times a second under churn."""
         if self._shared:
-            self._under = dict(self._under)
-            self.namespaces = dict(self.namespaces)
-            self.skipped = dict(self.skipped)
-            self.partials = dict(self.partials)
+            self._under = self._under.copy()
+            self.namespaces = self.namespaces.copy()
+            self.skipped = self.skipped.copy()
+            self.partials = self.partials.copy()
             self._shared = False
 
     def _own_big(self, field: str) -> None:
         if field in self._shared_big:
             self._shared_big.discard(field)
-            setattr(self, field, dict(getattr(self, field)))
+            # dict.copy(), not dict(): a dict that has seen deletions is copied by dict() one
+            # entry at a time (3.5 ms for 40,000 names in the server under churn), by copy()
+            # as one block (about 1 ms), both in a single C call that holds the GIL throughout.
+            setattr(self, field, getattr(self, field).copy())
 
     def _own_table(self, namespace: str) -> dict[str, Profile] | None:
         """The namespace's Service table, ours to change (None when it has none)."""
         if "services" in self._shared_big:
             self._shared_big.discard("services")
-            self.services = dict(self.services)  # the tables themselves are still shared
+            self.services = self.services.copy()  # the tables themselves are still shared
             self._owned_tables = set()
         table = self.services.get(namespace)
         if table is not None and namespace not in self._owned_tables:
-            table = self.services[namespace] = dict(table)
+            table = self.services[namespace] = table.copy()
             self._owned_tables.add(namespace)
         return table
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from webhook import heap, supervise
+from webhook import supervise
 from webhook.audit import AuditLog
 from webhook.claims import SERVICE, SERVICE_ENTRY
 from webhook.metrics import Metrics
@@ -82,8 +82,6 @@ class Runtime:
         # collection does not walk 100k entries (about 30 ms) in the middle of a request. Old
         # snapshots hold no reference cycles, so reference counting still frees them.
         gc.freeze()
-        # Listing 100k objects allocates and frees several times what the index keeps.
-        heap.trim()
 
     @property
     def policy_generation(self) -> int:
