@@ -142,7 +142,9 @@ def running(
             reloader = reload.CertificateReloader(
                 cert_dir, context, on_error=runtime.metrics.certificate_errors.inc
             )
-            background.append(lambda: reload.poll([reloader.check], every=reload_every))
+            background.append(
+                lambda: reload.poll({"policy-reloader": reloader.check}, every=reload_every)
+            )
         try:
             loop.run_until_complete(web.serve(on_started=started.set, background=background))
         except BaseException as exc:  # reported by the test that owns the server

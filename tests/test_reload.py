@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from pathlib import Path
 
 import orjson
 import pytest
 
+from webhook import reload, supervise
 from webhook.audit import AuditLog
 from webhook.policy import parse_policy_text
 from webhook.reload import PolicyReloader
@@ -87,3 +91,49 @@ def test_a_policy_that_does_not_parse_is_still_refused_and_recorded(tmp_path: Pa
     assert [r["event"] for r in sink.records] == ["policy.rejected"]
     assert reloader.check() is False  # the same bad file: refused once, not at every poll
     assert len(sink.records) == 1
+
+
+def test_a_reload_check_that_raises_is_supervised_and_the_others_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unforeseen error in one check: logged once with its traceback, counted, readiness
+    down after three in a row, back once the check runs well; the other check never stops."""
+    health = supervise.Health()
+    calls = {"broken": 0, "fine": 0}
+    seen_failing: list[dict[str, str]] = []
+
+    def broken() -> None:
+        calls["broken"] += 1
+        seen_failing.append(health.failing(time.monotonic()))
+        if calls["broken"] <= 4:
+            raise RuntimeError("a reload bug")
+
+    def fine() -> None:
+        calls["fine"] += 1
+
+    async def run() -> None:
+        task = asyncio.create_task(
+            reload.poll(
+                {"broken-reloader": broken, "fine-reloader": fine}, every=0.001, health=health
+            )
+        )
+        while calls["broken"] < 6:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.ERROR, logger="seguard.reload"):
+        asyncio.run(run())
+    assert calls["fine"] >= 6
+    assert health.crash_counts() == {"broken-reloader": 4}
+    # As seen at the start of each call: failing from the third failure in a row, and no
+    # longer once the check has run well (the fifth call did).
+    assert seen_failing[3] == {
+        "broken-reloader": "RuntimeError: a reload bug (3 failures in a row)"
+    }
+    assert seen_failing[5] == {}
+    failures = [r for r in caplog.records if getattr(r, "event", "") == "thread.failed"]
+    assert len(failures) == 4
+    assert failures[0].exc_info is not None
+    assert all(r.exc_info is None for r in failures[1:])

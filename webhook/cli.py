@@ -635,16 +635,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         on_refused=metrics.connection_refused,
     )
     metrics.connections(web.pools)
-    checks: list[Callable[[], object]] = [
-        reload.CertificateReloader(
+    checks: dict[str, Callable[[], object]] = {
+        "certificate-reloader": reload.CertificateReloader(
             cert_dir,
             ssl_context,
             on_error=metrics.certificate_errors.inc,
             on_loaded=metrics.certificate_expiry.set,
         ).check
-    ]
+    }
     if args.policy is not None:
-        checks.append(reload.PolicyReloader(args.policy, runtime).check)
+        checks["policy-reloader"] = reload.PolicyReloader(args.policy, runtime).check
 
     async def drain(_signal: int) -> None:
         if runtime.draining:  # a second signal: stop now

@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import logging
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cryptography import x509
 
-from webhook import certs, logs
+from webhook import certs, logs, supervise
 from webhook.audit import EVENT_POLICY_REJECTED, SCHEMA_VERSION, timestamp
 from webhook.policy import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
@@ -201,12 +202,38 @@ class CertificateReloader:
         return True
 
 
-async def poll(checks: list[Callable[[], object]], *, every: float = POLL_EVERY_S) -> None:
-    """Run each check every ``every`` seconds, on the event loop (never racing a handshake)."""
+async def poll(
+    checks: Mapping[str, Callable[[], object]],
+    *,
+    every: float = POLL_EVERY_S,
+    health: supervise.Health | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run each check every ``every`` seconds, on the event loop (never racing a handshake).
+
+    A check that raises is supervised as a background thread is (``webhook.supervise``): its
+    error is logged with the traceback once, counted under its name in
+    ``seguard_thread_failures_total``, and three failures in a row take readiness down until
+    it has run well for a minute. It is tried again at the next poll: a reload bug never stops
+    the server or the other reloads."""
+    record = health if health is not None else supervise.HEALTH
+    logged: dict[str, str] = {}
     while True:
         await asyncio.sleep(every)
-        for check in checks:
+        for name, check in checks.items():
             try:
                 check()
-            except Exception:  # a reload bug must not stop the server or later reloads
-                log.exception("reload check failed", extra=logs.fields("reload.check.failed"))
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                state = record.crashed(name, error, healthy_run=False)
+                record.restarted(name, clock())
+                fields = logs.fields("thread.failed", thread=name, crashes=state.crashes)
+                if logged.get(name) != error:
+                    logged[name] = error
+                    log.exception("reload check %s failed", name, extra=fields)
+                else:
+                    log.error("reload check %s failed again: %s", name, error, extra=fields)
+            else:
+                if name in logged:
+                    del logged[name]
+                    record.recovered(name)

@@ -54,6 +54,13 @@ class Health:
             health.error = error
             return health
 
+    def recovered(self, name: str) -> None:
+        """A step that failed has just run well: it no longer counts towards failing."""
+        with self.lock:
+            health = self.threads.get(name)
+            if health is not None:
+                health.in_a_row = 0
+
     def restarted(self, name: str, now: float) -> None:
         with self.lock:
             health = self.threads.get(name)
