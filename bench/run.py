@@ -288,7 +288,7 @@ def churning(cluster: Any, per_s: int) -> Iterator[Callable[[], float]]:
 def registry_build_seconds(objects_count: int = 20_000) -> float:
     """List ``objects_count`` Services and ServiceEntries from an API server (paged, through the
     official client, raw JSON) and index them: the time to a usable snapshot."""
-    from webhook.registry import RegistryBuilder
+    from webhook.core.registry import RegistryBuilder
     from webhook.sources import kubernetes
 
     server = api_server(objects_count)
@@ -315,9 +315,9 @@ def lookup_costs(rounds: int = 15) -> tuple[dict[str, float], dict[str, float]]:
     import orjson
 
     from bench.workload import registry_objects, request_mix
-    from webhook import admission, review
-    from webhook.policy import default_policy
-    from webhook.registry import build_snapshot
+    from webhook.core import admission, review
+    from webhook.core.policy import default_policy
+    from webhook.core.registry import build_snapshot
 
     snapshots = {
         n: build_snapshot(

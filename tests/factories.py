@@ -6,9 +6,9 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from webhook.admission import AdmissionRequest, parse_review
-from webhook.policy import Policy, default_policy, parse_policy
-from webhook.registry import Snapshot, build_snapshot
+from webhook.core.admission import AdmissionRequest, parse_review
+from webhook.core.policy import Policy, default_policy, parse_policy
+from webhook.core.registry import Snapshot, build_snapshot
 
 
 def make_service(
@@ -107,7 +107,7 @@ def make_policy(**spec: Any) -> Policy:
         return base
     import yaml
 
-    from webhook.policy import DEFAULT_POLICY_YAML
+    from webhook.core.policy import DEFAULT_POLICY_YAML
 
     document = yaml.safe_load(DEFAULT_POLICY_YAML)
     for key, value in spec.items():

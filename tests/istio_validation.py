@@ -7,7 +7,7 @@ Transcribed from istio/istio ``pkg/config/validation/validation.go`` (``Validate
 ``pkg/config/labels/instance.go`` (label and DNS-1123 regular expressions),
 ``pkg/config/protocol/instance.go`` (``Parse``, ``IsHTTP``, ``IsTLS``) and
 ``pkg/config/visibility/visibility.go``. It is written from Istio's code, independently of
-``webhook/defaults.py``, so that a test can check the webhook's output against it.
+``webhook/core/defaults.py``, so that a test can check the webhook's output against it.
 
 ``istio_errors`` returns Istio's errors; its warnings (partial wildcards, selectors without labels,
 TCP ports without addresses, ...) do not make an object invalid and are left out. The spec is the

@@ -16,14 +16,14 @@ import orjson
 import uvloop
 
 from webhook import certs, reload, server, supervise
-from webhook.admission import AdmissionRequest
 from webhook.app import create_app, create_ops_app
 from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
 from webhook.connections import Limits
+from webhook.core.admission import AdmissionRequest
+from webhook.core.policy import Policy, default_policy
+from webhook.core.registry import Snapshot, empty_snapshot
+from webhook.core.review import Verdict
 from webhook.metrics import Metrics
-from webhook.policy import Policy, default_policy
-from webhook.registry import Snapshot, empty_snapshot
-from webhook.review import Verdict
 from webhook.runtime import Runtime
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.factories import make_review, make_service_entry
-from webhook.admission import (
+from webhook.core.admission import (
     WARNING_MAX,
     WARNINGS_TOTAL_MAX,
     MalformedReview,

@@ -15,7 +15,6 @@ import orjson
 import pytest
 
 from tests.factories import make_policy, make_request, make_service_entry, make_snapshot
-from webhook import review
 from webhook.audit import (
     SCHEMA_VERSION,
     AuditLog,
@@ -26,6 +25,7 @@ from webhook.audit import (
     should_record,
     timestamp,
 )
+from webhook.core import review
 
 REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
 WHEN = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)

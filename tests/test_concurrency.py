@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tests.factories import make_policy, make_review, make_service_entry, make_snapshot
 from tests.live import issue_certs, running
-from webhook.scan import scan
+from webhook.core.scan import scan
 
 
 class RoundRobin:

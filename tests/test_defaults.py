@@ -24,7 +24,7 @@ from tests.conftest import load_fixture_review
 from tests.crd import crd_errors, served_versions
 from tests.factories import make_policy, make_service_entry
 from tests.istio_validation import istio_errors
-from webhook.defaults import (
+from webhook.core.defaults import (
     ANNOTATION,
     Defaulting,
     apply_defaults,
@@ -32,7 +32,7 @@ from webhook.defaults import (
     choose_resolution,
     resolution_problem,
 )
-from webhook.policy import Defaults
+from webhook.core.policy import Defaults
 
 CASES_FILE = Path(__file__).parent / "data" / "serviceentry-cases.json"
 HTTP = [{"name": "http", "number": 80, "protocol": "HTTP"}]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook import hosts
+from webhook.core import hosts
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.factories import make_policy, make_request, make_service_entry
-from webhook import review
-from webhook.registry import RegistryBuilder, Snapshot
+from webhook.core import review
+from webhook.core.registry import RegistryBuilder, Snapshot
 from webhook.sources import istiod
 from webhook.sources.store import RegistryStore
 

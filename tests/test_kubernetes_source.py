@@ -17,7 +17,7 @@ import pytest
 from tests.factories import make_namespace, make_service, make_service_entry
 from tests.fakeapi import Cluster, FakeApiServer
 from webhook.backoff import JITTER
-from webhook.registry import Snapshot
+from webhook.core.registry import Snapshot
 from webhook.sources import kubernetes as k8s
 
 # What the registry must hold of each object: kind, namespace, name, hosts, effective exportTo.
@@ -487,7 +487,7 @@ def test_lists_are_paged(cluster: Cluster, tmp_path: Path) -> None:
 
 def test_relabelling_a_namespace_changes_its_rules_without_a_restart(harness: Harness) -> None:
     from tests.factories import make_policy, make_request
-    from webhook import review
+    from webhook.core import review
 
     policy = make_policy(
         namespaces=[

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.factories import make_policy
-from webhook.policy import (
+from webhook.core.policy import (
     DEFAULT_POLICY_YAML,
     Action,
     Mode,

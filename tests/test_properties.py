@@ -24,11 +24,11 @@ from tests.factories import (
     make_snapshot,
 )
 from webhook import app as app_module
-from webhook import claims, hosts, policy, review, rules
-from webhook import scan as scan_mod
-from webhook.admission import parse_review
 from webhook.app import create_app
 from webhook.audit import AuditLog
+from webhook.core import claims, hosts, policy, review, rules
+from webhook.core import scan as scan_mod
+from webhook.core.admission import parse_review
 from webhook.runtime import Runtime
 
 LABEL_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-ÄÉßñü漢字"

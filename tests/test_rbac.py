@@ -20,11 +20,11 @@ from tests.factories import make_namespace, make_request, make_service, make_ser
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from tests.test_deploy import render
+from webhook.core.policy import Action
+from webhook.core.review import Verdict
+from webhook.core.rules import Code, finding_of
 from webhook.events import EventRecorder, pending_events
-from webhook.policy import Action
-from webhook.review import Verdict
 from webhook.rollout import RolloutManager
-from webhook.rules import Code, finding_of
 from webhook.scanner import LeaseElector
 from webhook.sources import kubernetes as k8s
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from webhook.audit import AuditLog
-from webhook.policy import default_policy
-from webhook.registry import empty_snapshot
+from webhook.core.policy import default_policy
+from webhook.core.registry import empty_snapshot
 from webhook.runtime import Runtime
 
 

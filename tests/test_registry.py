@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from tests.factories import make_namespace, make_service, make_service_entry, make_snapshot
-from webhook import claims
-from webhook.registry import RegistryBuilder, Relation, Snapshot, build_snapshot
+from webhook.core import claims
+from webhook.core.registry import RegistryBuilder, Relation, Snapshot, build_snapshot
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ from tests.factories import (
     make_service_entry,
     make_snapshot,
 )
-from webhook import review
-from webhook.admission import parse_review
-from webhook.registry import Snapshot
+from webhook.core import review
+from webhook.core.admission import parse_review
+from webhook.core.registry import Snapshot
 
 # The cluster the fixtures meet: team-a already has its stripe entry (so the captured CREATE and
 # UPDATE of team-a/stripe are the object itself), team-b holds *.googleapis.com for the whole

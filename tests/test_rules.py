@@ -16,8 +16,8 @@ from tests.factories import (
     make_snapshot,
 )
 from tests.test_registry import CountingMapping
-from webhook import review, rules
-from webhook.registry import Snapshot
+from webhook.core import review, rules
+from webhook.core.registry import Snapshot
 
 REGISTRY = make_snapshot(
     make_namespace("sandbox", {"tier": "sandbox"}),

@@ -21,8 +21,8 @@ from tests.factories import (
 )
 from tests.fakeapi import Cluster, FakeApiServer
 from webhook.audit import AuditLog
+from webhook.core.scan import denying, scan
 from webhook.runtime import Runtime
-from webhook.scan import denying, scan
 from webhook.scanner import LeaseElector, Scanner
 from webhook.sources import kubernetes as k8s
 

@@ -25,9 +25,10 @@ from tests.factories import (
     make_snapshot,
 )
 from tests.live import LiveServer, post, running
-from webhook import certs, rules, server
+from webhook import certs, server
 from webhook.app import create_app
 from webhook.audit import AuditLog
+from webhook.core import rules
 from webhook.runtime import Runtime
 
 REGISTRY = make_snapshot(

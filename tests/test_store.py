@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.factories import make_service_entry
-from webhook.registry import Snapshot
+from webhook.core.registry import Snapshot
 from webhook.sources.store import RegistryStore
 
 

@@ -18,9 +18,9 @@ from tests.live import running
 from webhook import supervise
 from webhook.audit import AuditLog
 from webhook.backoff import Backoff
+from webhook.core.policy import default_policy
+from webhook.core.registry import Snapshot, empty_snapshot
 from webhook.metrics import Metrics
-from webhook.policy import default_policy
-from webhook.registry import Snapshot, empty_snapshot
 from webhook.runtime import Runtime
 from webhook.sources.store import RegistryStore
 

@@ -15,8 +15,8 @@ from tests.factories import (
     make_service_entry,
     make_snapshot,
 )
-from webhook import review
-from webhook.registry import Snapshot
+from webhook.core import review
+from webhook.core.registry import Snapshot
 
 
 def service_with_ips(name: str, namespace: str, *ips: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from webhook import admission, logs, review
+from webhook import logs
 from webhook.aio import Deadlines, LoopRef
 from webhook.audit import (
     DROPPED,
@@ -29,6 +29,7 @@ from webhook.audit import (
     should_record,
     timestamp,
 )
+from webhook.core import admission, review
 from webhook.metrics import CONTENT_TYPE
 from webhook.runtime import Runtime
 

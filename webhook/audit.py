@@ -23,9 +23,9 @@ from typing import Any, Protocol
 import orjson
 
 from webhook import logs, supervise
-from webhook.admission import AdmissionRequest
 from webhook.aio import LoopRef
-from webhook.review import Verdict
+from webhook.core.admission import AdmissionRequest
+from webhook.core.review import Verdict
 
 SCHEMA_VERSION = 1
 EVENT_ADMISSION = "admission.decision"

@@ -20,9 +20,9 @@ from typing import Any, NoReturn
 import orjson
 
 from webhook import __version__, logs
-from webhook.claims import SERVICE_ENTRY
-from webhook.policy import Policy, PolicyError, default_policy, parse_policy_text
-from webhook.registry import RegistryBuilder
+from webhook.core.claims import SERVICE_ENTRY
+from webhook.core.policy import Policy, PolicyError, default_policy, parse_policy_text
+from webhook.core.registry import RegistryBuilder
 
 EXIT_OK = 0
 EXIT_DENIED = 1
@@ -108,7 +108,7 @@ def _emit_json(value: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.check import check_objects
+    from webhook.core.check import check_objects
     from webhook.sources import files
 
     policy, builder = load_registry(args.policy, args.registry_dir, kubeconfig=args.kubeconfig)
@@ -213,7 +213,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from webhook.scan import denying, scan
+    from webhook.core.scan import denying, scan
 
     policy, builder = load_registry(
         args.policy, args.registry_dir, kubeconfig=args.kubeconfig, istiod_url=args.istiod_url

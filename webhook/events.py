@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook import logs, supervise
-from webhook.admission import AdmissionRequest
-from webhook.review import Verdict
+from webhook.core.admission import AdmissionRequest
+from webhook.core.review import Verdict
 from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.events")

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from webhook import certs, logs, supervise
 from webhook.audit import EVENT_POLICY_REJECTED, SCHEMA_VERSION, timestamp
-from webhook.policy import PolicyError, parse_policy_text
+from webhook.core.policy import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
 
 log = logging.getLogger("seguard.reload")

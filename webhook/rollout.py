@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from webhook import logs
+from webhook.core.review import PROBE_ANNOTATION
 from webhook.periodic import Periodic
-from webhook.review import PROBE_ANNOTATION
 from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.rollout")

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from webhook import supervise
 from webhook.audit import AuditLog
-from webhook.claims import SERVICE, SERVICE_ENTRY
+from webhook.core.claims import SERVICE, SERVICE_ENTRY
+from webhook.core.policy import Policy
+from webhook.core.registry import Snapshot
 from webhook.metrics import Metrics
-from webhook.policy import Policy
-from webhook.registry import Snapshot
 
 log = logging.getLogger("seguard")
 

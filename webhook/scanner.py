@@ -21,10 +21,10 @@ from typing import Any
 
 from webhook import logs
 from webhook.audit import SCHEMA_VERSION, timestamp
+from webhook.core.scan import Violation, scan
 from webhook.events import EventRecorder, PendingEvent
 from webhook.periodic import Periodic
 from webhook.runtime import Runtime
-from webhook.scan import Violation, scan
 from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.scan")

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import yaml
 
-from webhook.policy import API_VERSION, KIND, Policy, parse_policy
-from webhook.registry import Snapshot, build_snapshot
+from webhook.core.policy import API_VERSION, KIND, Policy, parse_policy
+from webhook.core.registry import Snapshot, build_snapshot
 
 SOURCE = "files"
 SUFFIXES = (".yaml", ".yml", ".json")

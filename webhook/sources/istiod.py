@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from webhook import hosts
-from webhook.claims import SERVICE, SERVICE_ENTRY, Claim, ips_of
+from webhook.core import hosts
+from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim, ips_of
 from webhook.periodic import Periodic
 from webhook.sources.store import RegistryStore
 

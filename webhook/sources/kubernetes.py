@@ -25,8 +25,8 @@ import orjson
 
 from webhook import logs, supervise
 from webhook.backoff import Backoff
-from webhook.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
-from webhook.registry import RegistryBuilder, Snapshot
+from webhook.core.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
+from webhook.core.registry import RegistryBuilder, Snapshot
 from webhook.sources.store import RegistryStore
 
 log = logging.getLogger("seguard.kubernetes")

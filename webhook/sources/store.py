@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from webhook import heap, logs, supervise
-from webhook.claims import Claim
-from webhook.registry import RegistryBuilder, Snapshot
+from webhook.core.claims import Claim
+from webhook.core.registry import RegistryBuilder, Snapshot
 
 log = logging.getLogger("seguard.registry")
 

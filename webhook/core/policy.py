@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import yaml
 
-from webhook import hosts
-from webhook.shapes import describe as _describe
+from webhook.core import hosts
+from webhook.core.shapes import describe as _describe
 
 API_VERSION = "seguard.io/v1alpha1"
 KIND = "ServiceEntryPolicy"

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import NamedTuple
 
-from webhook import hosts
-from webhook.claims import SERVICE, SERVICE_ENTRY, Claim
-from webhook.policy import Action, Network, Policy, Rules, looks_like_an_address
-from webhook.registry import Match, Relation, Snapshot
+from webhook.core import hosts
+from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim
+from webhook.core.policy import Action, Network, Policy, Rules, looks_like_an_address
+from webhook.core.registry import Match, Relation, Snapshot
 
 
 class Code(StrEnum):

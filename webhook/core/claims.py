@@ -7,12 +7,11 @@ and judged the same way whether it arrives in an AdmissionReview or from a watch
 from __future__ import annotations
 
 import ipaddress
-import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from webhook import hosts
-from webhook.shapes import type_name as _kind
+from webhook.core import hosts
+from webhook.core.shapes import type_name as _kind
 
 SERVICE = "Service"
 SERVICE_ENTRY = "ServiceEntry"
@@ -111,8 +110,7 @@ def service_claim(
 ) -> Claim:
     meta = _metadata(obj)
     name = object_name(obj)
-    # Thousands of objects share each namespace: one string per namespace, not per object.
-    ns = sys.intern(namespace or object_namespace(obj))
+    ns = namespace or object_namespace(obj)
     fqdn = hosts.kubernetes_names(name, ns, cluster_domain)[0]
     export_to: tuple[str, ...] | None = None
     annotations = meta.get("annotations")
@@ -160,7 +158,7 @@ def service_entry_claim(
 ) -> Claim:
     """The hosts of a ServiceEntry, normalised and de-duplicated, with every problem named."""
     meta = _metadata(obj)
-    ns = sys.intern(namespace or object_namespace(obj))
+    ns = namespace or object_namespace(obj)
     name = meta.get("name")
     created = meta.get("creationTimestamp")
     spec = obj.get("spec")

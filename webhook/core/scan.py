@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from webhook import rules
-from webhook.claims import SERVICE_ENTRY, Claim
-from webhook.policy import Action, Mode, Policy
-from webhook.registry import Snapshot
-from webhook.rules import Finding
+from webhook.core import rules
+from webhook.core.claims import SERVICE_ENTRY, Claim
+from webhook.core.policy import Action, Mode, Policy
+from webhook.core.registry import Snapshot
+from webhook.core.rules import Finding
 
 # About a millisecond of judging between two pauses.
 PAUSE_EVERY = 50

@@ -18,7 +18,7 @@ from functools import lru_cache
 import idna
 from publicsuffixlist import PublicSuffixList
 
-from webhook.shapes import type_name
+from webhook.core.shapes import type_name
 
 # RFC 1035: a label is at most 63 octets and a name at most 253 characters in text form.
 MAX_LABEL = 63

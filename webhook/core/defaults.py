@@ -18,8 +18,8 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.hosts import DNS_LABEL, is_ip
-from webhook.policy import Defaults
+from webhook.core.hosts import DNS_LABEL, is_ip
+from webhook.core.policy import Defaults
 
 ANNOTATION = "seguard.io/defaulted"
 # The order fields are named in the annotation and the warning.

@@ -14,8 +14,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from webhook.claims import ISTIO_GROUP, SERVICE_ENTRY
-from webhook.shapes import describe
+from webhook.core.claims import ISTIO_GROUP, SERVICE_ENTRY
+from webhook.core.shapes import describe
 
 API_VERSION = "admission.k8s.io/v1"
 OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})

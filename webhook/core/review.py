@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from webhook import admission, claims, rules
-from webhook.defaults import apply_defaults
-from webhook.policy import Action, Mode, Policy, Rules
-from webhook.registry import Snapshot
-from webhook.rules import Code, Finding
+from webhook.core import admission, claims, rules
+from webhook.core.defaults import apply_defaults
+from webhook.core.policy import Action, Mode, Policy, Rules
+from webhook.core.registry import Snapshot
+from webhook.core.rules import Code, Finding
 
 # A dry-run ServiceEntry with this annotation is the safe rollout's probe: the validating
 # webhook denies it with RolloutProbe, which proves the API server calls us and heeds the answer.

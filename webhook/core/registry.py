@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
 
-from webhook import claims as claims_mod
-from webhook import hosts
-from webhook.claims import Claim
+from webhook.core import claims as claims_mod
+from webhook.core import hosts
+from webhook.core.claims import Claim
 
 Labels = frozenset[tuple[str, str]]
 ClaimKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -132,20 +132,18 @@ Services = Mapping[str, Mapping[str, Profile]]
 # Where a cluster IP is held: the namespace of a Service kept in its table, or the key of one kept
 # whole.
 IpOwner = str | tuple[str, str, str]
-_PROFILES: dict[Profile, Profile] = {}
-_PROFILES_MAX = 4096  # distinct exportTo annotations are few; past this, simply not shared
+# Values many objects share (namespaces, profiles without cluster IPs) are held once per
+# registry: a builder keeps one of each in its own table, handed on to the builders made from
+# it. Distinct namespaces and exportTo annotations are few; past this many, simply not shared.
+SHARED_MAX = 65536
+Shared = Callable[[Any], Any]
 
 
-def _profile(claim: Claim) -> Profile:
+def _profile(claim: Claim, shared: Shared) -> Profile:
     if claim.cluster_ips:
         # Its own: cluster IPs are unique to a Service.
         return (claim.export_to, claim.source, _packed(claim.cluster_ips))
-    profile: Profile = (claim.export_to, claim.source, None)
-    shared = _PROFILES.get(profile)
-    if shared is not None:
-        return shared
-    if len(_PROFILES) < _PROFILES_MAX:
-        _PROFILES[profile] = profile
+    profile: Profile = shared((claim.export_to, claim.source, None))
     return profile
 
 
@@ -562,6 +560,7 @@ class RegistryBuilder:
         self.cluster_ips: dict[IpKey, IpOwner] = {}
         self.partials: dict[str, tuple[str, ...]] = {}
         self.service_names: dict[str, str | tuple[str, ...]] = {}
+        self._interned: dict[Any, Any] = {}
 
     @property
     def claims(self) -> ClaimsView:
@@ -671,10 +670,30 @@ class RegistryBuilder:
         self.skipped.pop(key, None)
         self.remove_claim(key)
 
+    def shared(self, value: Any) -> Any:
+        """The one copy of ``value`` this registry holds (see SHARED_MAX)."""
+        found = self._interned.get(value)
+        if found is not None:
+            return found
+        if len(self._interned) < SHARED_MAX:
+            self._interned[value] = value
+        return value
+
+    def _derived(self) -> RegistryBuilder:
+        """An empty builder for the same cluster that shares this one's values."""
+        builder = RegistryBuilder(cluster_domain=self.cluster_domain)
+        builder.generation = self.generation
+        builder._interned = self._interned
+        return builder
+
     def claim_of(self, kind: str, obj: Mapping[str, Any], source: str) -> Claim:
+        # Thousands of objects share each namespace: one string per namespace, not per object.
+        namespace = self.shared(claims_mod.object_namespace(obj))
         if kind == claims_mod.SERVICE:
-            return claims_mod.service_claim(obj, cluster_domain=self.cluster_domain, source=source)
-        return claims_mod.service_entry_claim(obj, source=source)
+            return claims_mod.service_claim(
+                obj, cluster_domain=self.cluster_domain, source=source, namespace=namespace
+            )
+        return claims_mod.service_entry_claim(obj, source=source, namespace=namespace)
 
     @classmethod
     def bulk(
@@ -700,7 +719,7 @@ class RegistryBuilder:
                 continue
             # A compact Service is reduced at once: its Claim, key and FQDN are never kept.
             _drop((claim.kind, claim.namespace, claim.name), held, services)
-            _hold(claim, held, services, cluster_domain)
+            _hold(claim, held, services, cluster_domain, builder.shared)
         builder._index(held, services)
         return builder
 
@@ -717,8 +736,7 @@ class RegistryBuilder:
     def merge_kind(self, kind: str, fresh: RegistryBuilder, *, source: str) -> RegistryBuilder:
         """``replace_kind`` with the new objects already indexed in ``fresh`` (so the slow part,
         listing and indexing, can happen outside any lock)."""
-        builder = RegistryBuilder(cluster_domain=self.cluster_domain)
-        builder.generation = self.generation
+        builder = self._derived()
         if kind == claims_mod.NAMESPACE:
             builder.namespaces = fresh.namespaces
         else:
@@ -735,7 +753,9 @@ class RegistryBuilder:
         for namespace, table in fresh.services.items():
             for name, profile in table.items():
                 _drop((claims_mod.SERVICE, namespace, name), held, services)
-                services.setdefault(namespace, {})[name] = profile
+                # One profile object for the many Services without a cluster IP (see _profile).
+                held_profile = profile if profile[2] else builder.shared(profile)
+                services.setdefault(namespace, {})[name] = held_profile
         builder.skipped = {
             key: s for key, s in self.skipped.items() if key[0] != kind or s.source != source
         }
@@ -747,8 +767,7 @@ class RegistryBuilder:
         """A new builder in which every claim of ``source`` is replaced by ``claims``. A claim
         whose key another source already holds is left out: the other source is closer to the
         object (the cluster itself, or the manifests)."""
-        builder = RegistryBuilder(cluster_domain=self.cluster_domain)
-        builder.generation = self.generation
+        builder = self._derived()
         builder.namespaces = dict(self.namespaces)
         builder.skipped = dict(self.skipped)
         held = {key: claim for key, claim in self.objects.items() if claim.source != source}
@@ -758,7 +777,7 @@ class RegistryBuilder:
             table = services.get(claim.namespace) if claim.kind == claims_mod.SERVICE else None
             if key in held or (table is not None and claim.name in table):
                 continue
-            _hold(claim, held, services, self.cluster_domain)
+            _hold(claim, held, services, self.cluster_domain, builder.shared)
         builder._index(held, services)
         return builder
 
@@ -879,7 +898,7 @@ class RegistryBuilder:
             self._own_table(claim.namespace)
         else:
             self._own_big("objects")
-        if _hold(claim, self.objects, self.services, self.cluster_domain):
+        if _hold(claim, self.objects, self.services, self.cluster_domain, self.shared):
             self._owned_tables.add(claim.namespace)  # a table _hold made is ours
             self.service_count += 1
             self._add_ips(self.services[claim.namespace][claim.name][2], claim.namespace)
@@ -973,13 +992,14 @@ def _hold(
     held: dict[ClaimKey, Claim],
     services: dict[str, dict[str, Profile]],
     cluster_domain: str,
+    shared: Shared,
 ) -> bool:
     """Keep ``claim``: a compact Service in its namespace's table (True), anything else whole."""
     if is_compact(claim, cluster_domain):
         table = services.get(claim.namespace)
         if table is None:
             table = services[claim.namespace] = {}
-        table[claim.name] = _profile(claim)
+        table[claim.name] = _profile(claim, shared)
         return True
     held[claim.key] = claim
     return False

@@ -15,11 +15,11 @@ from typing import Any
 
 import jsonpatch
 
-from webhook import claims
-from webhook.admission import AdmissionRequest
-from webhook.policy import Policy
-from webhook.registry import RegistryBuilder
-from webhook.review import Verdict, mutate, validate
+from webhook.core import claims
+from webhook.core.admission import AdmissionRequest
+from webhook.core.policy import Policy
+from webhook.core.registry import RegistryBuilder
+from webhook.core.review import Verdict, mutate, validate
 
 CHECK_USER = "seguard-check"
 
