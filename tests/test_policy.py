@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -136,6 +137,18 @@ def test_a_namespace_rule_may_set_its_own_mesh_default_export_to() -> None:
     assert policy.export_default_of("team-a") == (".",)
     assert policy.export_default_of("team-b") == ("*",)
     assert policy.export_defaults_vary
+
+
+def test_a_copy_with_other_namespace_rules_answers_with_its_own_rules() -> None:
+    """A copy made with dataclasses.replace shares nothing that remembers the old answers."""
+    policy = parse_policy(
+        document(namespaces=[{"selector": {"names": ["team-a"]}, "meshDefaultExportTo": ["."]}])
+    )
+    assert policy.export_default_of("team-a") == (".",)  # asked once, before the copy
+    copy = dataclasses.replace(policy, namespace_rules=())
+    assert copy.export_default_of("team-a") == ("*",)
+    assert policy.export_default_of("team-a") == (".",)
+    assert policy.with_generation(7).export_default_of("team-a") == (".",)
 
 
 @pytest.mark.parametrize(

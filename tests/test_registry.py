@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -228,41 +229,59 @@ def test_unusable_objects_are_skipped_and_said_so() -> None:
     assert snapshot.get("ServiceEntry", "ns", "partial") is not None
 
 
-class CountingMapping(Mapping[str, Any]):
-    def __init__(self, inner: Mapping[str, Any], counter: list[int]) -> None:
+class CountingMapping(Mapping[Any, Any]):
+    """A mapping that counts every entry read: a lookup, and each key an iteration yields."""
+
+    def __init__(self, inner: Mapping[Any, Any], counter: list[int]) -> None:
         self.inner = inner
         self.counter = counter
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: Any) -> Any:
         self.counter[0] += 1
         return self.inner[key]
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: Any, default: Any = None) -> Any:
         self.counter[0] += 1
         return self.inner.get(key, default)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.inner)
+    def __contains__(self, key: object) -> bool:
+        self.counter[0] += 1
+        return key in self.inner
+
+    def __iter__(self) -> Iterator[Any]:
+        for key in self.inner:
+            self.counter[0] += 1
+            yield key
 
     def __len__(self) -> int:
         return len(self.inner)
 
 
 def reads(snapshot: Snapshot, host: str) -> int:
+    """Entries read by one lookup, in every table of the snapshot (the Services' tables of each
+    namespace included)."""
     counter = [0]
-    counting = dataclasses.replace(
-        snapshot,
-        names=CountingMapping(snapshot.names, counter),
-        under=CountingMapping(snapshot.under, counter),
-    )
-    list(counting.matches(host))
+    counted: dict[str, Any] = {}
+    for field in dataclasses.fields(snapshot):
+        value = getattr(snapshot, field.name)
+        if field.name == "services":
+            tables = {ns: CountingMapping(table, counter) for ns, table in value.items()}
+            counted[field.name] = CountingMapping(tables, counter)
+        elif isinstance(value, Mapping):
+            counted[field.name] = CountingMapping(value, counter)
+    assert {"names", "under", "objects", "services", "service_names"} <= counted.keys()
+    list(dataclasses.replace(snapshot, **counted).matches(host))
     return counter[0]
 
 
+@functools.cache
 def sized(n: int) -> Snapshot:
-    objects = [make_service(f"svc-{i}", f"ns-{i % 50}") for i in range(n // 2)]
+    """``n`` objects in n/20 namespaces: the namespaces grow with the registry, as the tables of
+    Services in each namespace do."""
+    spaces = max(2, n // 20)
+    objects = [make_service(f"svc-{i}", f"ns-{i % spaces}") for i in range(n // 2)]
     objects += [
-        make_service_entry(f"se-{i}", f"ns-{i % 50}", [f"api{i}.vendor{i % 97}.example.com"])
+        make_service_entry(f"se-{i}", f"ns-{i % spaces}", [f"api{i}.vendor{i % 97}.example.com"])
         for i in range(n - n // 2)
     ]
     return make_snapshot(*objects, make_service_entry("wild", "w", ["*.vendor3.example.com"]))
@@ -572,3 +591,14 @@ def test_a_snapshot_never_changes_after_it_is_taken() -> None:
         for kind in ("Service", "ServiceEntry"):  # counts kept as changes come, not recounted
             whole = sum(1 for key in after.objects if key[0] == kind)
             assert after.count(kind) == whole + (after.service_count if kind == "Service" else 0)
+
+
+def test_a_lookup_in_the_last_namespace_reads_as_much_at_100_as_at_100000() -> None:
+    """A scan that stops at the namespace it looks for reads more the later that namespace
+    comes: ask for a Service of the last one."""
+
+    def last(n: int) -> str:
+        k = max(2, n // 20) - 1
+        return f"svc-{k}.ns-{k}"
+
+    assert reads(sized(100), last(100)) == reads(sized(100_000), last(100_000))

@@ -218,9 +218,6 @@ class Policy:
     digest: str = ""
     generation: int = 0
     source: str = "built-in"
-    _cache: dict[tuple[str, Labels], Rules] = field(
-        default_factory=dict, compare=False, repr=False, hash=False
-    )
 
     def export_default_of(self, namespace: str, labels: Labels = frozenset()) -> tuple[str, ...]:
         """The meshDefaultExportTo that applies to the ServiceEntries of ``namespace``."""
@@ -228,26 +225,19 @@ class Policy:
 
     def for_namespace(self, namespace: str, labels: Labels = frozenset()) -> Rules:
         """The rules of the first namespace rule whose selector matches, else the global rules."""
+        # Walked each time, not remembered: 0.8 µs for five label selectors that all miss (a
+        # memo inside the value answered 0.1 µs, and a copy made with dataclasses.replace
+        # answered with the old namespace rules).
         if not self.namespace_rules:
             return self.rules
-        key = (namespace, labels)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
         present = dict(labels)
-        chosen = self.rules
         for rule in self.namespace_rules:
             if rule.selector.matches(namespace, present):
-                chosen = rule.rules
-                break
-        # One entry per namespace and label set; the bound keeps a stream of new namespaces from
-        # growing it without limit (a full cache only costs the selector walk again).
-        if len(self._cache) < 65536:
-            self._cache[key] = chosen
-        return chosen
+                return rule.rules
+        return self.rules
 
     def with_generation(self, generation: int) -> Policy:
-        return replace(self, generation=generation, _cache={})
+        return replace(self, generation=generation)
 
 
 DEFAULT_POLICY_YAML = """\
