@@ -317,12 +317,12 @@ def lookup_costs(rounds: int = 15) -> tuple[dict[str, float], dict[str, float]]:
     from bench.workload import registry_objects, request_mix
     from webhook.core import admission, review
     from webhook.core.policy import default_policy
-    from webhook.core.registry import build_snapshot
+    from webhook.core.registry import RegistryBuilder
 
     snapshots = {
-        n: build_snapshot(
+        n: RegistryBuilder.bulk(
             (("files", o) for o in registry_objects(n)), cluster_domain="cluster.local"
-        )
+        ).snapshot()
         for n in (0, 1_000, 100_000)
     }
     policy = default_policy()
@@ -364,7 +364,7 @@ def endpoint_costs(snapshot: Any, policy: Any, rounds: int = 7) -> dict[str, flo
     import asyncio
 
     from bench.workload import request_mix
-    from webhook.app import AdmissionEndpoint
+    from webhook.app import JUDGES, AdmissionEndpoint
     from webhook.audit import AuditLog
     from webhook.events import EventRecorder
     from webhook.runtime import Runtime
@@ -376,8 +376,8 @@ def endpoint_costs(snapshot: Any, policy: Any, rounds: int = 7) -> dict[str, flo
     # Never started: denials go through the rate limit, as on the server, and are not sent.
     events = EventRecorder(Transport(None), on_dropped=runtime.metrics.event_dropped)
     endpoints = {
-        path: AdmissionEndpoint(runtime, path[1:], on_denied=events)
-        for path in ("/validate", "/mutate")
+        f"/{name}": AdmissionEndpoint(runtime, name, on_denied=events, judge=judge)
+        for name, judge in JUDGES.items()
     }
     groups = {"allow": ("allow",), "mutate": ("mutate",), "deny": ("deny-entry", "deny-service")}
     mix = request_mix(100_000)

@@ -8,7 +8,7 @@ from typing import Any
 
 from webhook.core.admission import AdmissionRequest, parse_review
 from webhook.core.policy import Policy, default_policy, parse_policy
-from webhook.core.registry import Snapshot, build_snapshot
+from webhook.core.registry import RegistryBuilder, Snapshot
 
 
 def make_service(
@@ -94,6 +94,17 @@ def make_review(
 
 def make_request(obj: Mapping[str, Any] | None = None, **overrides: Any) -> AdmissionRequest:
     return parse_review(make_review(obj, **overrides))
+
+
+def build_snapshot(
+    objects: Iterable[tuple[str, Mapping[str, Any]]], *, cluster_domain: str = "cluster.local"
+) -> Snapshot:
+    """Index (source, object) pairs at once, as a relist does."""
+    return RegistryBuilder.bulk(objects, cluster_domain=cluster_domain).snapshot()
+
+
+def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
+    return RegistryBuilder(cluster_domain=cluster_domain).snapshot()
 
 
 def make_snapshot(*objects: Mapping[str, Any], cluster_domain: str = "cluster.local") -> Snapshot:

@@ -7,7 +7,7 @@ import contextlib
 import http.client
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,15 @@ from typing import Any
 import orjson
 import uvloop
 
+from tests.factories import empty_snapshot
 from webhook import certs, reload, server, supervise
-from webhook.app import create_app, create_ops_app
+from webhook.app import JUDGES, create_app, create_ops_app
 from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
 from webhook.connections import Limits
 from webhook.core.admission import AdmissionRequest
 from webhook.core.policy import Policy, default_policy
-from webhook.core.registry import Snapshot, empty_snapshot
-from webhook.core.review import Verdict
+from webhook.core.registry import Snapshot
+from webhook.core.review import Judge, Verdict
 from webhook.metrics import Metrics
 from webhook.runtime import Runtime
 
@@ -91,6 +92,7 @@ def running(
     audit_deadline_s: float | None = None,
     audit_max_pending: int | None = None,
     threads: supervise.Health | None = None,
+    judges: Mapping[str, Judge] = JUDGES,
 ) -> Iterator[LiveServer]:
     """A server on loopback; with ``reload_every``, its certificate is re-read that often."""
     if cert_dir is None:
@@ -128,7 +130,7 @@ def running(
         asyncio.set_event_loop(loop)
         context = certs.server_context(cert_dir, client_ca=client_ca)
         web = server.WebhookServer(
-            webhook_app=create_app(runtime, on_denied=on_denied),
+            webhook_app=create_app(runtime, on_denied=on_denied, judges=judges),
             ops_app=create_ops_app(runtime),
             listeners=listeners,
             ssl_context=context,

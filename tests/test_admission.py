@@ -16,7 +16,6 @@ from webhook.core.admission import (
     fit_message,
     fit_warnings,
     parse_review,
-    peek_uid,
     repeats_a_key,
     response,
 )
@@ -71,18 +70,6 @@ def test_generate_name_is_kept_for_display() -> None:
 
 def test_the_request_version_is_the_one_the_client_used() -> None:
     assert parse_review(make_review(make_service_entry(), version="v1alpha3")).version == "v1alpha3"
-
-
-@pytest.mark.parametrize(
-    ("body", "uid"),
-    [
-        pytest.param({"request": {"uid": "abc"}}, "abc", id="uid-of-a-partial-review"),
-        pytest.param({"request": "x"}, "", id="request-not-an-object"),
-        pytest.param([], "", id="not-an-object"),
-    ],
-)
-def test_peek_uid_finds_what_can_be_echoed(body: Any, uid: str) -> None:
-    assert peek_uid(body) == uid
 
 
 def test_a_denial_carries_code_403_and_the_message() -> None:

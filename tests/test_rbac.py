@@ -23,7 +23,7 @@ from tests.test_deploy import render
 from webhook.core.policy import Action
 from webhook.core.review import Verdict
 from webhook.core.rules import Code, finding_of
-from webhook.events import EventRecorder, pending_events
+from webhook.events import EventRecorder, denied_messages, event_of
 from webhook.rollout import RolloutManager
 from webhook.scanner import LeaseElector
 from webhook.sources import kubernetes as k8s
@@ -150,8 +150,8 @@ def exercise_every_client(tmp_path: Path) -> list[Access]:
                 findings=(finding_of(Code.HOST_DENIED, "x", Action.DENY, "m"),),
                 outcomes=("denied",),
             )
-            for event in pending_events(req, verdict):
-                EventRecorder(transport).send(event)
+            for code, messages in denied_messages(verdict).items():
+                EventRecorder(transport).send(event_of(req, code, messages))
             # The scan's Lease: create it, then renew it.
             elector = LeaseElector(transport, namespace="seguard-system")
             elector.step()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import empty_snapshot
 from webhook.audit import AuditLog
 from webhook.core.policy import default_policy
-from webhook.core.registry import empty_snapshot
 from webhook.runtime import Runtime
 
 

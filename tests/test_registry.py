@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from tests.factories import make_namespace, make_service, make_service_entry, make_snapshot
+from tests.factories import (
+    build_snapshot,
+    make_namespace,
+    make_service,
+    make_service_entry,
+    make_snapshot,
+)
 from webhook.core import claims
-from webhook.core.registry import RegistryBuilder, Relation, Snapshot, build_snapshot
+from webhook.core.registry import RegistryBuilder, Relation, Snapshot
 
 
 @pytest.mark.parametrize(
@@ -109,8 +115,8 @@ def test_matches(host: str, found: list[tuple[str, str, Relation]]) -> None:
 
 
 def test_short_names_are_aliases_only_in_their_namespace() -> None:
-    assert [c.name for c in SNAPSHOT.services_named("bookinfo", "reviews")] == ["reviews"]
-    assert SNAPSHOT.services_named("team-a", "reviews") == ()
+    assert [c.name for c in SNAPSHOT.services_called("reviews", {"bookinfo"})] == ["reviews"]
+    assert list(SNAPSHOT.services_called("reviews", {"team-a"})) == []
 
 
 def test_namespace_labels() -> None:

@@ -26,9 +26,8 @@ from tests.factories import (
 )
 from tests.live import LiveServer, post, running
 from webhook import certs, server
-from webhook.app import create_app
+from webhook.app import JUDGES, create_app
 from webhook.audit import AuditLog
-from webhook.core import rules
 from webhook.runtime import Runtime
 
 REGISTRY = make_snapshot(
@@ -197,15 +196,12 @@ def test_warnings_stay_within_the_api_servers_limits(tmp_path: Path) -> None:
     assert "more" in warnings[-1]
 
 
-def test_an_internal_error_fails_closed_and_is_audited(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Fault injection: the rule engine raises as a bug would. The answer must be a denial.
+def test_an_internal_error_fails_closed_and_is_audited(tmp_path: Path) -> None:
+    # Fault injection: the judge raises as a bug would. The answer must be a denial.
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(rules, "evaluate", broken)
-    with running(tmp_path, snapshot=REGISTRY) as srv:
+    with running(tmp_path, snapshot=REGISTRY, judges={**JUDGES, "validate": broken}) as srv:
         review = make_review(
             make_service_entry("x", "team-c", ["free.example.com"]), uid="uid-fault"
         )

@@ -13,13 +13,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.factories import make_service_entry
+from tests.factories import empty_snapshot, make_service_entry
 from tests.live import running
 from webhook import supervise
 from webhook.audit import AuditLog
 from webhook.backoff import Backoff
 from webhook.core.policy import default_policy
-from webhook.core.registry import Snapshot, empty_snapshot
+from webhook.core.registry import Snapshot
 from webhook.metrics import Metrics
 from webhook.runtime import Runtime
 from webhook.sources.store import RegistryStore

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from webhook.audit import (
     timestamp,
 )
 from webhook.core import admission, review
+from webhook.core.review import Judge
 from webhook.metrics import CONTENT_TYPE
 from webhook.runtime import Runtime
 
@@ -70,12 +71,13 @@ class AdmissionEndpoint:
         webhook: str,
         *,
         on_denied: Callable[[admission.AdmissionRequest, review.Verdict], None] | None = None,
+        judge: Judge,
     ) -> None:
         self.runtime = runtime
         self.webhook = webhook
         # Told of each real (not dry-run) denial: the Kubernetes Events. Must never block.
         self.on_verdict = on_denied
-        self.judge = review.validate if webhook == "validate" else review.mutate
+        self.judge = judge
         self._stats = runtime.metrics.admission
         self._unrecorded_logged = -UNRECORDED_LOG_EVERY_S
         self._loop = LoopRef()
@@ -335,12 +337,17 @@ class WebhookApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+# What answers each admission endpoint: the decisions of the core.
+JUDGES: Mapping[str, Judge] = {"validate": review.validate, "mutate": review.mutate}
+
+
 def create_app(
     runtime: Runtime,
     *,
     on_denied: Callable[[admission.AdmissionRequest, review.Verdict], None] | None = None,
+    judges: Mapping[str, Judge] = JUDGES,
 ) -> FastAPI:
-    """The HTTPS app: POST /validate and POST /mutate."""
+    """The HTTPS app: POST /validate and POST /mutate, each answered by its judge."""
     app = WebhookApp(
         title="ServiceEntry Guard webhook",
         docs_url=None,
@@ -348,8 +355,8 @@ def create_app(
         openapi_url=None,
     )
     app.fast_routes = {
-        path: AdmissionEndpoint(runtime, path[1:], on_denied=on_denied)
-        for path in ("/validate", "/mutate")
+        f"/{name}": AdmissionEndpoint(runtime, name, on_denied=on_denied, judge=judge)
+        for name, judge in judges.items()
     }
     for path, endpoint in app.fast_routes.items():
         # Also in the router, so that other methods get their 405.

@@ -102,11 +102,6 @@ def event_of(req: AdmissionRequest, code: str, messages: list[str]) -> PendingEv
     return PendingEvent(req.namespace, name, code[:REASON_MAX], text, api_version, req.uid)
 
 
-def pending_events(req: AdmissionRequest, verdict: Verdict) -> list[PendingEvent]:
-    """One event per reason code of a denial (pure)."""
-    return [event_of(req, code, messages) for code, messages in denied_messages(verdict).items()]
-
-
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

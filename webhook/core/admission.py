@@ -173,17 +173,6 @@ def _repeats_a_key_slowly(body: bytes) -> bool:
     return False
 
 
-def peek_uid(review: object) -> str:
-    """The uid of a review, if there is one to echo, even when the rest is malformed."""
-    if isinstance(review, dict):
-        request = review.get("request")
-        if isinstance(request, dict):
-            uid = request.get("uid")
-            if isinstance(uid, str):
-                return uid
-    return ""
-
-
 def fit_warnings(warnings: Sequence[str]) -> list[str]:
     """Warnings shortened to the API server's limits, with a last one that counts the rest."""
     fitted: list[str] = []

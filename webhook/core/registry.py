@@ -442,11 +442,6 @@ class Snapshot:
         service = self._service_of_fqdn(name)
         return found if service is None else (service, *found)
 
-    def services_named(self, namespace: str, label: str) -> tuple[Claim, ...]:
-        """Services whose short name ``label`` is an alias inside ``namespace``."""
-        service = self._service(namespace, label)
-        return (service,) if service is not None else ()
-
     def services_called(
         self, label: str, namespaces: Container[str] | None = None
     ) -> Iterator[Claim]:
@@ -522,10 +517,6 @@ class Snapshot:
     def count(self, kind: str) -> int:
         held = self.object_counts.get(kind, 0)
         return held + self.service_count if kind == claims_mod.SERVICE else held
-
-
-def empty_snapshot(cluster_domain: str = "cluster.local") -> Snapshot:
-    return Snapshot(cluster_domain=cluster_domain, names={}, under={}, objects={}, namespaces={})
 
 
 class RegistryBuilder:
@@ -1027,13 +1018,6 @@ def service_fqdn(claim: Claim, cluster_domain: str) -> str:
 def _domains_above(name: str) -> Iterator[str]:
     """The domains a registered name lies strictly inside: for a wildcard, those of its base."""
     return hosts.parents(hosts.base_name(name))
-
-
-def build_snapshot(
-    objects: Iterable[tuple[str, Mapping[str, Any]]], *, cluster_domain: str
-) -> Snapshot:
-    """Index many objects at once; see ``RegistryBuilder.bulk``."""
-    return RegistryBuilder.bulk(objects, cluster_domain=cluster_domain).snapshot()
 
 
 def _spaces(found: str | tuple[str, ...] | None) -> tuple[str, ...]:

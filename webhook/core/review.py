@@ -8,7 +8,7 @@ audit record and metrics.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from webhook.core import admission, claims, rules
 from webhook.core.defaults import apply_defaults
@@ -35,7 +35,6 @@ class Verdict(NamedTuple):
     message: str = ""
     code: int = 403
     exemption: str | None = None
-    note: str = ""  # why nothing was judged (DELETE, not a ServiceEntry ...)
     patch: Sequence[Mapping[str, Any]] = ()
     defaulted: tuple[str, ...] = ()
     record_allowed: bool = False  # the namespace's audit.recordAllowed (validate only)
@@ -66,8 +65,9 @@ class Verdict(NamedTuple):
         )
 
 
-def _skip(note: str) -> Verdict:
-    return Verdict(allowed=True, result=ALLOWED, note=note)
+def _skip() -> Verdict:
+    """Nothing judged (a DELETE, not a ServiceEntry...): allowed, with nothing to record."""
+    return Verdict(allowed=True, result=ALLOWED)
 
 
 def unavailable(what: str) -> Verdict:
@@ -224,12 +224,19 @@ def _is_probe(req: admission.AdmissionRequest) -> bool:
     return isinstance(annotations, dict) and PROBE_ANNOTATION in annotations
 
 
+class Judge(Protocol):
+    """What decides a review: ``validate`` and ``mutate``."""
+
+    def __call__(
+        self, req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
+    ) -> Verdict: ...
+
+
 def validate(
     req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
 ) -> Verdict:
-    note = _not_judged(req)
-    if note is not None:
-        return _skip(note)
+    if _not_judged(req) is not None:
+        return _skip()
     if _is_probe(req):
         probe = rules.finding_of(
             Code.ROLLOUT_PROBE,
@@ -271,9 +278,8 @@ def validate(
 def mutate(
     req: admission.AdmissionRequest, *, policy: Policy | None, snapshot: Snapshot | None
 ) -> Verdict:
-    note = _not_judged(req)
-    if note is not None:
-        return _skip(note)
+    if _not_judged(req) is not None:
+        return _skip()
     if policy is None:
         return unavailable("policy")
     if snapshot is None:

@@ -14,7 +14,6 @@ import orjson
 import yaml
 
 from webhook.core.policy import API_VERSION, KIND, Policy, parse_policy
-from webhook.core.registry import Snapshot, build_snapshot
 
 SOURCE = "files"
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -118,8 +117,3 @@ def policy_in(located: Iterable[tuple[Path, dict[str, Any]]]) -> Policy | None:
         return None
     path, document = found[0]
     return parse_policy(document, source=str(path))
-
-
-def load_snapshot(paths: Iterable[Path], *, cluster_domain: str) -> Snapshot:
-    objects = read_objects(paths)
-    return build_snapshot(((SOURCE, obj) for obj in objects), cluster_domain=cluster_domain)
