@@ -17,10 +17,12 @@ import pytest
 from tests.factories import make_policy, make_request, make_service_entry, make_snapshot
 from webhook.audit import (
     SCHEMA_VERSION,
+    AdmissionRecord,
     AuditLog,
     FileSink,
     StreamSink,
     admission_record,
+    policy_rejected_record,
     read_records,
     should_record,
     timestamp,
@@ -31,7 +33,7 @@ REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com
 WHEN = datetime(2026, 11, 23, 10, 0, 0, 123000, tzinfo=UTC)
 
 
-def denied_record() -> dict[str, object]:
+def denied_record() -> AdmissionRecord:
     req = make_request(
         make_service_entry("copy", "team-b", ["api.stripe.com"]),
         user="bob",
@@ -40,7 +42,9 @@ def denied_record() -> dict[str, object]:
         version="v1beta1",
     )
     verdict = review.validate(req, policy=make_policy(), snapshot=REGISTRY)
-    return admission_record(req, verdict, webhook="validate", policy_generation=4, now=WHEN)
+    return admission_record(
+        req, verdict, webhook="validate", policy_generation=4, at=timestamp(WHEN)
+    )
 
 
 def test_a_denial_record_answers_who_what_when_and_why() -> None:
@@ -69,7 +73,7 @@ def test_a_denial_record_answers_who_what_when_and_why() -> None:
                 "host": "api.stripe.com",
                 "action": "Deny",
                 "outcome": "denied",
-                "message": record["findings"][0]["message"],  # type: ignore[index]
+                "message": record["findings"][0]["message"],
                 "owner": {
                     "kind": "ServiceEntry",
                     "namespace": "team-a",
@@ -125,9 +129,10 @@ def test_the_file_sink_appends_and_keeps_earlier_records(tmp_path: Path) -> None
     path = tmp_path / "audit" / "seguard.log"
     for n in range(2):
         log = AuditLog([FileSink(str(path))])
-        log.write({"schemaVersion": 1, "n": n})
+        log.write(policy_rejected_record("p.yaml", "bad", policy_generation=n, at=timestamp()))
         log.close()
-    assert [orjson.loads(line)["n"] for line in path.read_bytes().splitlines()] == [0, 1]
+    lines = path.read_bytes().splitlines()
+    assert [orjson.loads(line)["policyGeneration"] for line in lines] == [0, 1]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -144,9 +149,10 @@ def test_a_failing_sink_does_not_stop_the_others_and_is_counted(tmp_path: Path) 
     failures: list[str] = []
     stream = io.BytesIO()
     log = AuditLog([Broken(), StreamSink(stream)], on_failure=failures.append)
-    assert log.write({"schemaVersion": 1}) is False
+    record = policy_rejected_record("p.yaml", "bad", policy_generation=1, at=timestamp())
+    assert log.write(record) is False
     assert failures == ["broken"]
-    assert stream.getvalue() == b'{"schemaVersion":1}\n'
+    assert stream.getvalue() == orjson.dumps(record) + b"\n"
 
 
 def test_reading_back_skips_a_torn_last_line() -> None:

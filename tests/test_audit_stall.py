@@ -19,7 +19,7 @@ import pytest
 
 from tests.factories import make_review, make_service_entry, make_snapshot
 from tests.live import LiveServer, running
-from webhook.audit import LATE, AuditLog, StreamSink
+from webhook.audit import LATE, AuditLog, StreamSink, policy_rejected_record, timestamp
 
 PATIENCE_S = 30.0
 REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
@@ -153,7 +153,8 @@ def test_closing_with_a_stalled_sink_does_not_hang(
     log.start()
 
     async def write() -> str:
-        return await log.write_async({"schemaVersion": 1, "uid": "u"})
+        record = policy_rejected_record("p.yaml", "bad", policy_generation=1, at=timestamp())
+        return await log.write_async(record)
 
     assert asyncio.run(write()) == LATE
     log.close()  # returns: the blocked writer is left behind, and said so

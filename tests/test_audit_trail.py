@@ -20,24 +20,30 @@ import pytest
 
 from tests.factories import make_review, make_service_entry
 from tests.live import issue_certs
-from webhook.audit import AuditLog, FileSink, rotated_files
+from webhook.audit import AdmissionRecord, AuditLog, FileSink, rotated_files
 
 PATIENCE_S = 30.0
 
 
-def record(n: int, **fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
+def record(n: int, **fields: Any) -> AdmissionRecord:
+    base: AdmissionRecord = {
         "schemaVersion": 1,
         "event": "admission.decision",
         "time": "2026-11-23T10:00:00.000Z",
+        "webhook": "validate",
         "uid": f"u{n}",
         "operation": "CREATE",
         "dryRun": False,
         "user": "alice",
+        "groups": [],
         "namespace": "team-b",
         "name": f"se{n}",
+        "kind": "ServiceEntry",
+        "version": "v1",
         "hosts": ["api.stripe.com"],
         "decision": "denied",
+        "mode": "Enforce",
+        "exemption": None,
         "findings": [
             {
                 "code": "ConflictServiceEntry",
@@ -45,8 +51,9 @@ def record(n: int, **fields: Any) -> dict[str, Any]:
                 "owner": {"namespace": "team-a", "name": "stripe"},
             }
         ],
+        "policyGeneration": 1,
     }
-    base.update(fields)
+    base.update(fields)  # type: ignore[typeddict-item]
     return base
 
 

@@ -27,7 +27,7 @@ from tests.factories import (
 from tests.live import LiveServer, post, running
 from webhook import certs, server
 from webhook.app import JUDGES, create_app
-from webhook.audit import AuditLog
+from webhook.audit import AdmissionRecord, AuditLog
 from webhook.runtime import Runtime
 
 REGISTRY = make_snapshot(
@@ -212,9 +212,33 @@ def test_an_internal_error_fails_closed_and_is_audited(tmp_path: Path) -> None:
     assert response["uid"] == "uid-fault"
     assert response["allowed"] is False
     assert response["status"]["code"] == 500
-    assert [r["findings"][0]["code"] for r in records if r["uid"] == "uid-fault"] == [
-        "InternalError"
-    ]
+    (record,) = [r for r in records if r["uid"] == "uid-fault"]
+    assert [f["code"] for f in record["findings"]] == ["InternalError"]
+    assert set(record) == set(AdmissionRecord.__annotations__)
+
+
+def test_a_failure_after_the_judge_fails_closed_with_a_whole_record(tmp_path: Path) -> None:
+    """What breaks after the decision (here, the events hook) still gives a denial and an audit
+    record of the same shape as any other, with who asked and what."""
+
+    def broken_events(*args: Any) -> None:
+        raise RuntimeError("injected into the events hook")
+
+    with running(tmp_path, snapshot=REGISTRY, on_denied=broken_events) as srv:
+        review = make_review(
+            make_service_entry("copy", "team-c", ["api.stripe.com"]), uid="uid-late", user="eve"
+        )
+        status, body = srv.call("/validate", review)
+        records = [r for r in srv.audit_records() if r["uid"] == "uid-late"]
+    assert status == 200
+    assert body["response"]["allowed"] is False
+    assert body["response"]["status"]["code"] == 500
+    (record,) = records
+    assert set(record) == set(AdmissionRecord.__annotations__)
+    assert record["user"] == "eve" and record["operation"] == "CREATE"
+    assert record["hosts"] == ["api.stripe.com"] and record["mode"] == "Enforce"
+    assert [f["code"] for f in record["findings"]] == ["InternalError"]
+    assert record["policyGeneration"] == 1
 
 
 def test_the_audit_record_is_on_disk_before_the_response_arrives(live: LiveServer) -> None:

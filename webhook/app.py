@@ -23,9 +23,9 @@ from webhook import logs
 from webhook.aio import Deadlines, LoopRef
 from webhook.audit import (
     DROPPED,
-    EVENT_ADMISSION,
-    SCHEMA_VERSION,
+    AdmissionRecord,
     admission_record,
+    failure_record,
     should_record,
     timestamp,
 )
@@ -231,7 +231,7 @@ class AdmissionEndpoint:
 
     def decide(
         self, req: admission.AdmissionRequest
-    ) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+    ) -> tuple[dict[str, Any], AdmissionRecord | None, str]:
         """The answer, the audit record to write before it is sent (or None), and the result.
 
         Whatever fails in here, the answer is a denial: a bug never turns into an allow."""
@@ -256,29 +256,19 @@ class AdmissionEndpoint:
                 "denied to stay safe [InternalError]"
             )
             answer = _denial(req, 500, "InternalError", message)
-            record = {
-                "schemaVersion": SCHEMA_VERSION,
-                "event": EVENT_ADMISSION,
-                "time": timestamp(),
-                "webhook": self.webhook,
-                "uid": req.uid,
-                "namespace": req.namespace,
-                "name": req.name,
-                "decision": review.DENIED,
-                "findings": [
-                    {
-                        "code": "InternalError",
-                        "action": "Deny",
-                        "outcome": "denied",
-                        "message": message,
-                    }
-                ],
-            }
+            policy = self.runtime.policy
+            record = failure_record(
+                req,
+                message,
+                webhook=self.webhook,
+                policy_generation=policy.generation if policy else 0,
+                at=timestamp(),
+            )
             return answer, record, review.DENIED
 
     def _decide(
         self, req: admission.AdmissionRequest
-    ) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
+    ) -> tuple[dict[str, Any], AdmissionRecord | None, str]:
         runtime = self.runtime
         policy = runtime.policy  # read once: a reload may swap it while we work
         try:
@@ -306,6 +296,7 @@ class AdmissionEndpoint:
                 verdict,
                 webhook=self.webhook,
                 policy_generation=policy.generation if policy else 0,
+                at=timestamp(),
             )
         stats = self._stats
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import orjson
 
@@ -26,10 +26,12 @@ from webhook import logs, supervise
 from webhook.aio import LoopRef
 from webhook.core.admission import AdmissionRequest
 from webhook.core.review import Verdict
+from webhook.core.scan import Violation
 
 SCHEMA_VERSION = 1
 EVENT_ADMISSION = "admission.decision"
 EVENT_POLICY_REJECTED = "policy.rejected"
+EVENT_SCAN_VIOLATION = "scan.violation"
 
 log = logging.getLogger("seguard.audit")
 
@@ -62,16 +64,75 @@ def _raw_hosts(obj: Mapping[str, Any] | None) -> list[str]:
     return [h if isinstance(h, str) else repr(h) for h in hosts[:256]]
 
 
+class AdmissionRecord(TypedDict):
+    """One decision (DESIGN.md section 7): ``event`` is ``admission.decision``."""
+
+    schemaVersion: int
+    event: str
+    time: str
+    webhook: str
+    uid: str
+    operation: str
+    dryRun: bool
+    user: str
+    groups: list[str]
+    namespace: str
+    name: str
+    kind: str
+    version: str
+    hosts: list[str]
+    decision: str
+    mode: str | None
+    exemption: str | None
+    findings: list[dict[str, object]]
+    policyGeneration: int
+
+
+class ScanViolationRecord(TypedDict):
+    """One finding of the scan on an existing ServiceEntry: ``event`` is ``scan.violation``."""
+
+    schemaVersion: int
+    event: str
+    time: str
+    namespace: str
+    name: str
+    created: str
+    exempt: bool
+    mode: str
+    code: str
+    host: str
+    action: str
+    message: str
+    owner: dict[str, str] | None
+    policyGeneration: int
+
+
+class PolicyRejectedRecord(TypedDict):
+    """A policy that was read and refused: ``event`` is ``policy.rejected``."""
+
+    schemaVersion: int
+    event: str
+    time: str
+    file: str
+    error: str
+    policyGeneration: int
+
+
+# Every record the trail holds is one of these, each built by its function below.
+AuditRecord = AdmissionRecord | ScanViolationRecord | PolicyRejectedRecord
+
+
 def admission_record(
     req: AdmissionRequest | None,
     verdict: Verdict,
     *,
     webhook: str,
     policy_generation: int,
-    now: datetime | None = None,
+    at: str,
     uid: str = "",
-) -> dict[str, Any]:
-    """The audit record of one decision (DESIGN.md section 7). Pure."""
+) -> AdmissionRecord:
+    """The audit record of one decision, stamped ``at`` (see ``timestamp``). Pure. Without a
+    request (it could not be read), the fields it would fill are empty and ``uid`` is used."""
     findings = [
         {**finding.as_dict(), "outcome": outcome}
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True)
@@ -79,7 +140,7 @@ def admission_record(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "event": EVENT_ADMISSION,
-        "time": timestamp(now),
+        "time": at,
         "webhook": webhook,
         "uid": req.uid if req else uid,
         "operation": req.operation if req else "",
@@ -95,6 +156,79 @@ def admission_record(
         "mode": str(verdict.mode) if verdict.mode else None,
         "exemption": verdict.exemption,
         "findings": findings,
+        "policyGeneration": policy_generation,
+    }
+
+
+def failure_record(
+    req: AdmissionRequest, message: str, *, webhook: str, policy_generation: int, at: str
+) -> AdmissionRecord:
+    """The record of a request denied because seguard failed while answering it: the same
+    shape as any decision's, built by hand, since the code that failed may be what builds the
+    others (``admission_record`` and the decision it reads)."""
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "event": EVENT_ADMISSION,
+        "time": at,
+        "webhook": webhook,
+        "uid": req.uid,
+        "operation": req.operation,
+        "dryRun": req.dry_run,
+        "user": req.user,
+        "groups": list(req.groups),
+        "namespace": req.namespace,
+        "name": req.display_name,
+        "kind": req.kind,
+        "version": req.version,
+        "hosts": _raw_hosts(req.object),
+        "decision": "denied",
+        "mode": "Enforce",
+        "exemption": None,
+        "findings": [
+            {
+                "code": "InternalError",
+                "host": "",
+                "action": "Deny",
+                "message": message,
+                "owner": None,
+                "outcome": "denied",
+            }
+        ],
+        "policyGeneration": policy_generation,
+    }
+
+
+def scan_violation_record(
+    violation: Violation, *, policy_generation: int, at: str
+) -> ScanViolationRecord:
+    finding = violation.finding
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "event": EVENT_SCAN_VIOLATION,
+        "time": at,
+        "namespace": violation.namespace,
+        "name": violation.name,
+        "created": violation.created,
+        "exempt": violation.exempt,
+        "mode": str(violation.mode),
+        "code": str(finding.code),
+        "host": finding.host,
+        "action": str(finding.action),
+        "message": finding.message,
+        "owner": finding.owner.as_dict() if finding.owner else None,
+        "policyGeneration": policy_generation,
+    }
+
+
+def policy_rejected_record(
+    file: str, error: str, *, policy_generation: int, at: str
+) -> PolicyRejectedRecord:
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "event": EVENT_POLICY_REJECTED,
+        "time": at,
+        "file": file,
+        "error": error,
         "policyGeneration": policy_generation,
     }
 
@@ -319,11 +453,11 @@ class AuditLog:
                 sys.stderr.flush()
         return ok
 
-    def write(self, record: Mapping[str, Any]) -> bool:
+    def write(self, record: AuditRecord) -> bool:
         """Write one record to every sink now. Returns False when some sink failed."""
         return self._commit(orjson.dumps(record) + b"\n")
 
-    async def write_async(self, record: Mapping[str, Any]) -> str:
+    async def write_async(self, record: AuditRecord) -> str:
         """Write one record durably before returning, committed with its group: COMMITTED once
         its group is (a sink that failed had its lines sent to standard error, and is
         counted); LATE when the commit ran past the deadline (the record stays queued and is

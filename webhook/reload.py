@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography import x509
 
 from webhook import certs, logs, supervise
-from webhook.audit import EVENT_POLICY_REJECTED, SCHEMA_VERSION, timestamp
+from webhook.audit import policy_rejected_record, timestamp
 from webhook.core.policy import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
 
@@ -113,14 +113,9 @@ class PolicyReloader:
         )
         self.runtime.reject_policy(error)
         self.runtime.audit.write(
-            {
-                "schemaVersion": SCHEMA_VERSION,
-                "event": EVENT_POLICY_REJECTED,
-                "time": timestamp(),
-                "file": str(self.path),
-                "error": error,
-                "policyGeneration": generation,
-            }
+            policy_rejected_record(
+                str(self.path), error, policy_generation=generation, at=timestamp()
+            )
         )
         return False
 

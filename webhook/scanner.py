@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook import logs
-from webhook.audit import SCHEMA_VERSION, timestamp
+from webhook.audit import scan_violation_record, timestamp
 from webhook.core.scan import Violation, scan
 from webhook.events import EventRecorder, PendingEvent
 from webhook.periodic import Periodic
@@ -29,7 +29,6 @@ from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.scan")
 
-EVENT_SCAN_VIOLATION = "scan.violation"
 LEASE_NAME = "seguard-scan"
 # client-go's leader election defaults: a 15 s lease, renewed every few seconds. A replica that
 # dies hands over within one lease duration.
@@ -178,13 +177,9 @@ class Scanner(Periodic):
             if violation.key in self._reported:
                 continue
             self.runtime.audit.write(
-                {
-                    "schemaVersion": SCHEMA_VERSION,
-                    "event": EVENT_SCAN_VIOLATION,
-                    "time": timestamp(),
-                    **violation.as_dict(),
-                    "policyGeneration": policy.generation,
-                }
+                scan_violation_record(
+                    violation, policy_generation=policy.generation, at=timestamp()
+                )
             )
             if self.recorder is not None and not violation.exempt:
                 self.recorder.record(
