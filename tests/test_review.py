@@ -18,9 +18,12 @@ from tests.factories import (
     make_service_entry,
     make_snapshot,
 )
-from webhook.core import review
+from webhook.core import outcomes, review
 from webhook.core.admission import parse_review
+from webhook.core.policy import Action, Mode
 from webhook.core.registry import Snapshot
+from webhook.core.rules import Code, finding_of
+from webhook.core.scan import Violation, denying
 
 # The cluster the fixtures meet: team-a already has its stripe entry (so the captured CREATE and
 # UPDATE of team-a/stripe are the object itself), team-b holds *.googleapis.com for the whole
@@ -194,3 +197,26 @@ def test_exempt_namespace_is_allowed_with_its_findings_kept() -> None:
     assert verdict.exemption == "namespace istio-system"
     assert verdict.codes == ("ConflictServiceEntry",)
     assert verdict.outcomes == ("exempted",)
+
+
+@pytest.mark.parametrize(
+    ("code", "action", "mode", "exempt", "outcome"),
+    [
+        (Code.CONFLICT_SERVICE_ENTRY, Action.DENY, Mode.ENFORCE, False, outcomes.DENIED),
+        (Code.CONFLICT_SERVICE_ENTRY, Action.WARN, Mode.ENFORCE, False, outcomes.WARNED),
+        (Code.CONFLICT_SERVICE_ENTRY, Action.DENY, Mode.WARN, False, outcomes.WARNED),
+        (Code.CONFLICT_SERVICE_ENTRY, Action.DENY, Mode.AUDIT, False, outcomes.AUDITED),
+        (Code.CONFLICT_SERVICE_ENTRY, Action.DENY, Mode.ENFORCE, True, outcomes.EXEMPTED),
+        (Code.CONFLICT_SERVICE_ENTRY, Action.DENY, Mode.AUDIT, True, outcomes.EXEMPTED),
+        (Code.INVALID_HOST, Action.DENY, Mode.AUDIT, True, outcomes.DENIED),
+    ],
+)
+def test_one_rule_says_what_becomes_of_a_finding(
+    code: Code, action: Action, mode: Mode, exempt: bool, outcome: str
+) -> None:
+    finding = finding_of(code, "h.example.com", action, "m")
+    assert review.outcome_of(finding, mode, exempt) == outcome
+    assert outcome in outcomes.OUTCOMES
+    # The scan asks the same rule: a violation is refused today exactly when it is denied.
+    violation = Violation("ns", "se", "", finding, exempt=exempt, mode=mode)
+    assert bool(denying([violation])) is (outcome == outcomes.DENIED)

@@ -30,6 +30,7 @@ from webhook.audit import (
     timestamp,
 )
 from webhook.core import admission, review
+from webhook.core.outcomes import DENIED
 from webhook.core.review import Judge
 from webhook.metrics import CONTENT_TYPE
 from webhook.runtime import Runtime
@@ -159,8 +160,8 @@ class AdmissionEndpoint:
             # stalled sink holds it at most the audit deadline (the record is then written
             # late); with the queue full the record cannot be kept, and an allow fails closed.
             written = await self.runtime.audit.write_async(record)
-            if written == DROPPED and result != review.DENIED:
-                answer, result = self._unrecorded(req), review.DENIED
+            if written == DROPPED and result != DENIED:
+                answer, result = self._unrecorded(req), DENIED
         return 200, orjson.dumps(answer), result
 
     def _unrecorded(self, req: admission.AdmissionRequest) -> dict[str, Any]:
@@ -264,7 +265,7 @@ class AdmissionEndpoint:
                 policy_generation=policy.generation if policy else 0,
                 at=timestamp(),
             )
-            return answer, record, review.DENIED
+            return answer, record, DENIED
 
     def _decide(
         self, req: admission.AdmissionRequest
@@ -301,7 +302,7 @@ class AdmissionEndpoint:
         stats = self._stats
         for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
             stats.finding(self.webhook, str(finding.code), outcome)
-        if verdict.result == review.DENIED:
+        if verdict.result == DENIED:
             stats.denial(runtime.namespace_label(req.namespace))
         if self.on_verdict is not None and not verdict.allowed and not req.dry_run:
             self.on_verdict(req, verdict)

@@ -25,6 +25,7 @@ import orjson
 from webhook import logs, supervise
 from webhook.aio import LoopRef
 from webhook.core.admission import AdmissionRequest
+from webhook.core.outcomes import DENIED
 from webhook.core.review import Verdict
 from webhook.core.scan import Violation
 
@@ -181,7 +182,7 @@ def failure_record(
         "kind": req.kind,
         "version": req.version,
         "hosts": _raw_hosts(req.object),
-        "decision": "denied",
+        "decision": DENIED,
         "mode": "Enforce",
         "exemption": None,
         "findings": [
@@ -191,7 +192,7 @@ def failure_record(
                 "action": "Deny",
                 "message": message,
                 "owner": None,
-                "outcome": "denied",
+                "outcome": DENIED,
             }
         ],
         "policyGeneration": policy_generation,

@@ -21,6 +21,7 @@ import orjson
 
 from webhook import __version__, logs
 from webhook.core.claims import SERVICE_ENTRY
+from webhook.core.outcomes import ALLOWED, DENIED, RESULTS
 from webhook.core.policy import Policy, PolicyError, default_policy, parse_policy_text
 from webhook.core.registry import RegistryBuilder
 
@@ -126,7 +127,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 r.namespace,
                 r.name,
                 r.operation,
-                "allowed" if r.allowed else "denied",
+                ALLOWED if r.allowed else DENIED,
                 ",".join(r.reasons) or "-",
                 _defaults_column(r.patch),
             ]
@@ -816,7 +817,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     audit.add_argument("--namespace")
     audit.add_argument("--user")
     audit.add_argument("--code", help="a reason code, such as ConflictServiceEntry")
-    audit.add_argument("--decision", choices=["allowed", "denied", "warned"])
+    audit.add_argument("--decision", choices=RESULTS)
     audit.add_argument("--event", help="admission.decision, policy.rejected or scan.violation")
     audit.add_argument("-o", "--output", choices=["table", "json"], default="table")
     audit.set_defaults(func=cmd_audit)

@@ -23,6 +23,7 @@ from typing import Any
 
 from webhook import logs, supervise
 from webhook.core.admission import AdmissionRequest
+from webhook.core.outcomes import DENIED
 from webhook.core.review import Verdict
 from webhook.sources.kubernetes import ClusterError, Transport
 
@@ -87,7 +88,7 @@ def denied_messages(verdict: Verdict) -> dict[str, list[str]]:
     """The messages of a denial's denied findings, by reason code, in order (pure)."""
     by_code: dict[str, list[str]] = {}
     for finding, outcome in zip(verdict.findings, verdict.outcomes, strict=True):
-        if outcome == "denied":
+        if outcome == DENIED:
             by_code.setdefault(str(finding.code), []).append(finding.message)
     return by_code
 

@@ -17,6 +17,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from webhook.core.outcomes import RESULTS
 from webhook.supervise import HEALTH
 
 # The API server's own webhook latency histogram starts at 5 ms; finer buckets below it show
@@ -221,7 +222,7 @@ class AdmissionStats:
     """Requests by webhook and result, and the latency histogram, without locks: only the
     event loop thread writes them, and a scrape reads whole integers."""
 
-    RESULTS = ("allowed", "denied", "warned")
+    RESULTS = RESULTS
     WEBHOOKS = ("validate", "mutate")
 
     def __init__(self) -> None:

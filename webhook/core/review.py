@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from webhook.core import admission, claims, rules
 from webhook.core.defaults import apply_defaults
+from webhook.core.outcomes import ALLOWED, AUDITED, DENIED, EXEMPTED, WARNED
 from webhook.core.policy import Action, Mode, Policy, Rules
 from webhook.core.registry import Snapshot
 from webhook.core.rules import Code, Finding
@@ -20,17 +21,28 @@ from webhook.core.rules import Code, Finding
 # webhook denies it with RolloutProbe, which proves the API server calls us and heeds the answer.
 PROBE_ANNOTATION = "seguard.io/rollout-probe"
 
-ALLOWED = "allowed"
-DENIED = "denied"
-WARNED = "warned"
+
+def outcome_of(finding: Finding, mode: Mode, exempt: bool) -> str:
+    """What becomes of one finding, in a namespace of ``mode``, for a requester who is
+    ``exempt`` or not: the one rule admission (``decide``) and the scan (``denying``) share.
+    Invalid objects are denied whatever the mode or exemption."""
+    if finding.code in rules.ALWAYS_DENY:
+        return DENIED
+    if exempt:
+        return EXEMPTED
+    if mode is Mode.AUDIT:
+        return AUDITED
+    if finding.action is Action.DENY and mode is Mode.ENFORCE:
+        return DENIED
+    return WARNED
 
 
 class Verdict(NamedTuple):
     allowed: bool
-    result: str  # allowed | denied | warned
+    result: str  # one of RESULTS
     mode: Mode | None = None
     findings: tuple[Finding, ...] = ()
-    outcomes: tuple[str, ...] = ()  # per finding: denied | warned | audited | exempted
+    outcomes: tuple[str, ...] = ()  # per finding: one of OUTCOMES
     warnings: tuple[str, ...] = ()
     message: str = ""
     code: int = 403
@@ -172,22 +184,14 @@ def decide(findings: list[Finding], mode: Mode, exemption: str | None) -> Verdic
     outcomes: list[str] = []
     warnings: list[str] = []
     denials: list[str] = []
+    exempt = exemption is not None
     for finding in findings:
-        if finding.code in rules.ALWAYS_DENY:
-            outcome = DENIED
-        elif exemption is not None:
-            outcome = "exempted"
-        elif mode is Mode.AUDIT:
-            outcome = "audited"
-        elif finding.action is Action.DENY and mode is Mode.ENFORCE:
-            outcome = DENIED
-        else:
-            outcome = WARNED
+        outcome = outcome_of(finding, mode, exempt)
         outcomes.append(outcome)
         if outcome == DENIED:
             denials.append(finding.message)
-        elif outcome == WARNED or (outcome == "exempted" and mode is not Mode.AUDIT):
-            prefix = f"exempt ({exemption}): " if outcome == "exempted" else ""
+        elif outcome == WARNED or (outcome == EXEMPTED and mode is not Mode.AUDIT):
+            prefix = f"exempt ({exemption}): " if outcome == EXEMPTED else ""
             warnings.append(prefix + rules.summary(finding))
     if denials:
         result = DENIED

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from webhook.core import rules
 from webhook.core.claims import SERVICE_ENTRY, Claim
-from webhook.core.policy import Action, Mode, Policy
+from webhook.core.outcomes import DENIED
+from webhook.core.policy import Mode, Policy
 from webhook.core.registry import Snapshot
+from webhook.core.review import outcome_of
 from webhook.core.rules import Finding
 
 # About a millisecond of judging between two pauses.
@@ -92,9 +94,4 @@ def scan(
 def denying(violations: Iterable[Violation]) -> list[Violation]:
     """The violations the webhook would refuse today: invalid objects always; otherwise a Deny
     action, in a namespace whose mode is Enforce, from a requester that is not exempt."""
-    return [
-        v
-        for v in violations
-        if v.finding.code in rules.ALWAYS_DENY
-        or (v.finding.action is Action.DENY and v.mode is Mode.ENFORCE and not v.exempt)
-    ]
+    return [v for v in violations if outcome_of(v.finding, v.mode, v.exempt) == DENIED]
