@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from webhook import kube
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 BENCH_VENV = ROOT / ".venv-bench"
@@ -294,7 +296,7 @@ def registry_build_seconds(objects_count: int = 20_000) -> float:
     server = api_server(objects_count)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            transport = kubernetes.connect(server.kubeconfig(Path(tmp) / "kubeconfig"))
+            transport = kube.connect(server.kubeconfig(Path(tmp) / "kubeconfig"))
             started = time.perf_counter()
             objects, _ = kubernetes.read_cluster(transport)
             builder = RegistryBuilder.bulk(
@@ -367,8 +369,8 @@ def endpoint_costs(snapshot: Any, policy: Any, rounds: int = 7) -> dict[str, flo
     from webhook.app import JUDGES, AdmissionEndpoint
     from webhook.audit import AuditLog
     from webhook.events import EventRecorder
+    from webhook.kube import Transport
     from webhook.runtime import Runtime
-    from webhook.sources.kubernetes import Transport
 
     runtime = Runtime(audit=AuditLog([]))
     runtime.set_policy(policy)

@@ -12,24 +12,24 @@ import pytest
 from tests.factories import make_review, make_service_entry, make_snapshot
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
+from webhook import kube
 from webhook.events import EventRecorder, RateLimiter
 from webhook.metrics import Metrics
-from webhook.sources import kubernetes as k8s
 
 PATIENCE_S = 20.0
 REGISTRY = make_snapshot(make_service_entry("stripe", "team-a", ["api.stripe.com"]))
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[tuple[FakeApiServer, k8s.Transport]]:
+def fake(tmp_path: Path) -> Iterator[tuple[FakeApiServer, kube.Transport]]:
     server = FakeApiServer(Cluster())
     server.start()
-    yield server, k8s.connect(server.kubeconfig(tmp_path / "kc"))
+    yield server, kube.connect(server.kubeconfig(tmp_path / "kc"))
     server.stop()
 
 
 @contextlib.contextmanager
-def recording(transport: k8s.Transport) -> Iterator[tuple[EventRecorder, list[str]]]:
+def recording(transport: kube.Transport) -> Iterator[tuple[EventRecorder, list[str]]]:
     """A started recorder and the reasons of the events it dropped; stopped afterwards."""
     dropped: list[str] = []
     recorder = EventRecorder(transport, on_dropped=dropped.append)
@@ -85,7 +85,7 @@ def test_the_global_bucket_caps_a_burst_of_different_objects() -> None:
 
 
 def test_a_rejection_leaves_a_warning_event_on_the_service_entry(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     server, transport = fake
     recorder = EventRecorder(transport)
@@ -114,7 +114,7 @@ def test_a_rejection_leaves_a_warning_event_on_the_service_entry(
 
 
 def test_dry_runs_and_allowed_requests_make_no_event(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     server, transport = fake
     recorder = EventRecorder(transport)
@@ -140,7 +140,7 @@ def test_dry_runs_and_allowed_requests_make_no_event(
 
 
 def test_a_retry_loop_cannot_flood_etcd(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     server, transport = fake
     with (
@@ -160,7 +160,7 @@ def test_a_retry_loop_cannot_flood_etcd(
 
 
 def test_a_failing_event_api_never_fails_the_admission(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     server, transport = fake
     server.cluster.forbid_events = True
@@ -189,7 +189,7 @@ def test_dropped_events_are_counted_by_reason_in_the_metrics() -> None:
 
 
 def test_each_reason_code_of_a_denial_is_limited_on_its_own(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     # One ServiceEntry denied for two reasons, twice: the first denial sends one event per
     # code; the repeat is dropped once per code, and builds no event at all.

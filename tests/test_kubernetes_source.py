@@ -16,6 +16,7 @@ import pytest
 
 from tests.factories import make_namespace, make_service, make_service_entry
 from tests.fakeapi import Cluster, FakeApiServer
+from webhook import kube
 from webhook.backoff import JITTER
 from webhook.core.registry import Snapshot
 from webhook.sources import kubernetes as k8s
@@ -45,7 +46,7 @@ class Harness:
         self.snapshots: list[Snapshot] = []
         self.errors_seen: list[str] = []  # every problem a watcher reported
         self.lock = threading.Lock()
-        self.transport = k8s.connect(kubeconfig)
+        self.transport = kube.connect(kubeconfig)
         self.source = k8s.KubernetesSource(
             self.transport,
             cluster_domain="cluster.local",
@@ -57,7 +58,7 @@ class Harness:
             crd_gone_after=crd_gone_after,
         )
 
-    def _changed(self, _resource: k8s.Resource, state: k8s.KindState) -> None:
+    def _changed(self, _resource: kube.Resource, state: k8s.KindState) -> None:
         if state.error:
             with self.lock:
                 self.errors_seen.append(state.error)
@@ -434,15 +435,15 @@ def test_rbac_refusal_names_the_verb_and_the_resource(cluster: Cluster, tmp_path
     fake = FakeApiServer(cluster)
     fake.start()
     try:
-        transport = k8s.connect(fake.kubeconfig(tmp_path / "kc"))
+        transport = kube.connect(fake.kubeconfig(tmp_path / "kc"))
         service = next(r for r in k8s.RESOURCES if r.kind == "Service")
         with pytest.raises(
-            k8s.Forbidden, match=r"RBAC forbids watch on services at the cluster scope"
+            kube.Forbidden, match=r"RBAC forbids watch on services at the cluster scope"
         ):
             list(transport.watch(service, resource_version="1"))
         cluster.forbidden = {("ServiceEntry", "list")}
         with pytest.raises(
-            k8s.Forbidden, match=r"forbids list on serviceentries.networking.istio.io"
+            kube.Forbidden, match=r"forbids list on serviceentries.networking.istio.io"
         ):
             k8s.read_cluster(transport)
     finally:
@@ -476,7 +477,7 @@ def test_lists_are_paged(cluster: Cluster, tmp_path: Path) -> None:
     fake = FakeApiServer(cluster)
     fake.start()
     try:
-        transport = k8s.connect(fake.kubeconfig(tmp_path / "kc"))
+        transport = kube.connect(fake.kubeconfig(tmp_path / "kc"))
         objects, notes = k8s.read_cluster(transport)
         assert notes == []
         assert sum(1 for o in objects if o["kind"] == "Service") == 1205

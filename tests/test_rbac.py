@@ -20,6 +20,7 @@ from tests.factories import make_namespace, make_request, make_service, make_ser
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from tests.test_deploy import render
+from webhook import kube
 from webhook.core.policy import Action
 from webhook.core.review import Verdict
 from webhook.core.rules import Code, finding_of
@@ -122,7 +123,7 @@ def exercise_every_client(tmp_path: Path) -> list[Access]:
         fake = FakeApiServer(cluster)
         fake.start()
         try:
-            transport = k8s.connect(fake.kubeconfig(tmp_path / "kubeconfig"))
+            transport = kube.connect(fake.kubeconfig(tmp_path / "kubeconfig"))
             # The registry: list and watch each kind.
             source = k8s.KubernetesSource(
                 transport, cluster_domain="cluster.local", on_snapshot=lambda _: None

@@ -13,9 +13,9 @@ import pytest
 
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import LiveServer, running
+from webhook import kube
+from webhook.kube import ClusterError
 from webhook.rollout import RolloutManager
-from webhook.sources import kubernetes as k8s
-from webhook.sources.kubernetes import ClusterError
 
 
 def configs(url: str, bundle: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -41,7 +41,7 @@ def configs(url: str, bundle: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[FakeApiServer, LiveServer, k8s.Transport]]:
+def setup(tmp_path: Path) -> Iterator[tuple[FakeApiServer, LiveServer, kube.Transport]]:
     with running(tmp_path / "webhook") as live:
         cluster = Cluster()
         # As GitOps might leave it: a stale CA bundle, and both webhooks at Ignore.
@@ -51,12 +51,12 @@ def setup(tmp_path: Path) -> Iterator[tuple[FakeApiServer, LiveServer, k8s.Trans
         fake = FakeApiServer(cluster)
         fake.start()
         try:
-            yield fake, live, k8s.connect(fake.kubeconfig(tmp_path / "kc"))
+            yield fake, live, kube.connect(fake.kubeconfig(tmp_path / "kc"))
         finally:
             fake.stop()
 
 
-def manager(transport: k8s.Transport, live: LiveServer, **overrides: Any) -> RolloutManager:
+def manager(transport: kube.Transport, live: LiveServer, **overrides: Any) -> RolloutManager:
     settings: dict[str, Any] = {
         "name": "seguard",
         "ca_file": live.cert_dir / "ca.crt",
@@ -75,7 +75,7 @@ def policies(fake: FakeApiServer) -> tuple[str, str]:
 
 
 def test_validation_switches_to_fail_once_the_probe_is_denied_for_the_right_reason(
-    setup: tuple[FakeApiServer, LiveServer, k8s.Transport],
+    setup: tuple[FakeApiServer, LiveServer, kube.Transport],
 ) -> None:
     fake, live, transport = setup
     rollout = manager(transport, live)
@@ -95,7 +95,7 @@ def test_validation_switches_to_fail_once_the_probe_is_denied_for_the_right_reas
 
 
 def test_while_the_probe_is_admitted_validation_stays_at_ignore(
-    setup: tuple[FakeApiServer, LiveServer, k8s.Transport],
+    setup: tuple[FakeApiServer, LiveServer, kube.Transport],
 ) -> None:
     fake, live, transport = setup
     # No CA bundle to inject: the API server cannot verify the webhook, and with Ignore the
@@ -108,7 +108,7 @@ def test_while_the_probe_is_admitted_validation_stays_at_ignore(
 
 
 def test_no_probe_before_the_server_is_ready(
-    setup: tuple[FakeApiServer, LiveServer, k8s.Transport],
+    setup: tuple[FakeApiServer, LiveServer, kube.Transport],
 ) -> None:
     fake, live, transport = setup
     rollout = manager(transport, live, is_ready=lambda: False)
@@ -118,7 +118,7 @@ def test_no_probe_before_the_server_is_ready(
 
 
 def test_an_overwritten_ca_bundle_is_put_back(
-    setup: tuple[FakeApiServer, LiveServer, k8s.Transport],
+    setup: tuple[FakeApiServer, LiveServer, kube.Transport],
 ) -> None:
     fake, live, transport = setup
     rollout = manager(transport, live)
@@ -130,7 +130,7 @@ def test_an_overwritten_ca_bundle_is_put_back(
 
 
 def test_rbac_refusing_the_patch_is_one_clear_error(
-    setup: tuple[FakeApiServer, LiveServer, k8s.Transport],
+    setup: tuple[FakeApiServer, LiveServer, kube.Transport],
 ) -> None:
     fake, live, transport = setup
     fake.cluster.forbid_patch = True

@@ -20,11 +20,11 @@ from tests.factories import (
     make_snapshot,
 )
 from tests.fakeapi import Cluster, FakeApiServer
+from webhook import kube
 from webhook.audit import AuditLog
 from webhook.core.scan import denying, scan
 from webhook.runtime import Runtime
 from webhook.scanner import LeaseElector, Scanner
-from webhook.sources import kubernetes as k8s
 
 
 def aged(name: str, namespace: str, hosts: list[str], created: str, **spec: Any) -> dict[str, Any]:
@@ -126,15 +126,15 @@ class Clock:
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[tuple[FakeApiServer, k8s.Transport]]:
+def fake(tmp_path: Path) -> Iterator[tuple[FakeApiServer, kube.Transport]]:
     server = FakeApiServer(Cluster())
     server.start()
-    yield server, k8s.connect(server.kubeconfig(tmp_path / "kc"))
+    yield server, kube.connect(server.kubeconfig(tmp_path / "kc"))
     server.stop()
 
 
 def test_only_one_replica_holds_the_lease_until_it_lapses(
-    fake: tuple[FakeApiServer, k8s.Transport],
+    fake: tuple[FakeApiServer, kube.Transport],
 ) -> None:
     _, transport = fake
     clock = Clock()
@@ -155,7 +155,9 @@ def test_only_one_replica_holds_the_lease_until_it_lapses(
     assert first.step() is False
 
 
-def test_the_scanner_reports_new_violations_once(fake: tuple[FakeApiServer, k8s.Transport]) -> None:
+def test_the_scanner_reports_new_violations_once(
+    fake: tuple[FakeApiServer, kube.Transport],
+) -> None:
     _, transport = fake
     lines: list[bytes] = []
 
@@ -195,7 +197,7 @@ def test_the_scanner_reports_new_violations_once(fake: tuple[FakeApiServer, k8s.
 
 
 def test_seguard_scan_against_a_cluster(
-    fake: tuple[FakeApiServer, k8s.Transport], tmp_path: Path
+    fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
 ) -> None:
     server, _ = fake
     server.cluster.put(aged("early", "team-a", ["api.stripe.com"], "2026-03-01T00:00:00Z"))

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from webhook import __version__, logs
+from webhook import __version__, kube, logs
 from webhook.core.claims import SERVICE_ENTRY
 from webhook.core.outcomes import ALLOWED, DENIED, RESULTS
 from webhook.core.policy import Policy, PolicyError, default_policy, parse_policy_text
@@ -79,8 +79,8 @@ def load_registry(
     if kubeconfig is not None:
         from webhook.sources import kubernetes
 
-        found = kubernetes.find_kubeconfig(kubeconfig)
-        cluster_objects, notes = kubernetes.read_cluster(kubernetes.connect(found))
+        found = kube.find_kubeconfig(kubeconfig)
+        cluster_objects, notes = kubernetes.read_cluster(kube.connect(found))
         for note in notes:
             print(f"seguard: {note}", file=sys.stderr)
         objects += [(kubernetes.SOURCE, obj) for obj in cluster_objects]
@@ -437,16 +437,15 @@ def _cluster_for_serve(args: argparse.Namespace) -> tuple[bool, Path | None]:
 
     ``--kubeconfig`` always; otherwise, with no ``--registry-dir``, a kubeconfig found in
     $KUBECONFIG or ~/.kube/config, or the pod's service account."""
-    from webhook.sources import kubernetes
 
     if args.kubeconfig is not None:
-        return True, kubernetes.find_kubeconfig(args.kubeconfig)
+        return True, kube.find_kubeconfig(args.kubeconfig)
     if args.registry_dir:
         return False, None
-    found = kubernetes.find_kubeconfig(None)
+    found = kube.find_kubeconfig(None)
     if found is not None:
         return True, found
-    return kubernetes.in_cluster(), None
+    return kube.in_cluster(), None
 
 
 def _start_sources(
@@ -470,7 +469,7 @@ def _start_sources(
     if cluster:
         from webhook.sources import kubernetes
 
-        transport = kubernetes.connect(kubeconfig)
+        transport = kube.connect(kubeconfig)
         log.info(
             "following the cluster at %s (%s)",
             transport.host,
@@ -479,7 +478,7 @@ def _start_sources(
         )
         runtime.syncs = {r.kind: False for r in kubernetes.RESOURCES}
 
-        def synced(resource: kubernetes.Resource, state: kubernetes.KindState) -> None:
+        def synced(resource: kube.Resource, state: kubernetes.KindState) -> None:
             # Once synced, a kind stays synced: readiness does not flap on a reconnect.
             runtime.syncs[resource.kind] = runtime.syncs.get(resource.kind, False) or state.synced
 
@@ -883,9 +882,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:
         from webhook.certs import CertificateError
+        from webhook.kube import ClusterError
         from webhook.sources.files import ManifestError
         from webhook.sources.istiod import IstiodError
-        from webhook.sources.kubernetes import ClusterError
 
         known = ManifestError | CertificateError | ClusterError | IstiodError | OSError | ValueError
         if isinstance(exc, known):

@@ -25,7 +25,7 @@ from webhook import logs, supervise
 from webhook.core.admission import AdmissionRequest
 from webhook.core.outcomes import DENIED
 from webhook.core.review import Verdict
-from webhook.sources.kubernetes import ClusterError, Transport
+from webhook.kube import ClusterError, Transport
 
 log = logging.getLogger("seguard.events")
 
@@ -228,10 +228,11 @@ class EventRecorder:
             "reportingComponent": "seguard.io/webhook",
             "reportingInstance": self._instance,
         }
-        status, answer = self.transport.request(
-            "POST", f"/api/v1/namespaces/{event.namespace}/events", body=body
+        self.transport.call(
+            "POST",
+            f"/api/v1/namespaces/{event.namespace}/events",
+            verb="create",
+            what="events",
+            where=f"in namespace {event.namespace}",
+            body=body,
         )
-        if status == 403:
-            raise ClusterError(f"RBAC forbids create on events in namespace {event.namespace}")
-        if not 200 <= status < 300:
-            raise ClusterError(f"create event: HTTP {status}: {answer.get('message', '')}")

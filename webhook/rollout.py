@@ -22,8 +22,8 @@ from typing import Any
 
 from webhook import logs
 from webhook.core.review import PROBE_ANNOTATION
+from webhook.kube import ClusterError, Transport
 from webhook.periodic import Periodic
-from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.rollout")
 
@@ -65,35 +65,24 @@ class RolloutManager(Periodic):
         return f"{ADMISSION}/{kind}webhookconfigurations/{self.name}"
 
     def _get(self, kind: str) -> dict[str, Any]:
-        status, body = self.transport.request("GET", self._path(kind))
-        if status == 404:
-            raise ClusterError(f"{kind}webhookconfiguration {self.name} does not exist")
-        if status == 403:
-            raise ClusterError(
-                f"RBAC forbids get on {kind}webhookconfigurations {self.name}; grant get and "
-                "patch on it to the webhook's service account"
-            )
-        if status != 200:
-            raise ClusterError(
-                f"get {kind}webhookconfiguration {self.name}: HTTP {status}: "
-                f"{body.get('message', '')}"
-            )
+        _, body = self.transport.call(
+            "GET",
+            self._path(kind),
+            verb="get",
+            what=f"{kind}webhookconfigurations {self.name}",
+            grant=f"get and patch on {kind}webhookconfigurations {self.name}",
+        )
         return body
 
     def _patch(self, kind: str, ops: list[dict[str, Any]]) -> None:
-        status, body = self.transport.request(
-            "PATCH", self._path(kind), body=ops, content_type="application/json-patch+json"
+        self.transport.call(
+            "PATCH",
+            self._path(kind),
+            verb="patch",
+            what=f"{kind}webhookconfigurations {self.name}",
+            body=ops,
+            content_type="application/json-patch+json",
         )
-        if status == 403:
-            raise ClusterError(
-                f"RBAC forbids patch on {kind}webhookconfigurations {self.name}; grant it to the "
-                "webhook's service account"
-            )
-        if status != 200:
-            raise ClusterError(
-                f"patch {kind}webhookconfiguration {self.name}: HTTP {status}: "
-                f"{body.get('message', '')}"
-            )
 
     @property
     def ca_bundle(self) -> str | None:

@@ -23,9 +23,9 @@ from webhook import logs
 from webhook.audit import scan_violation_record, timestamp
 from webhook.core.scan import Violation, scan
 from webhook.events import EventRecorder, PendingEvent
+from webhook.kube import ClusterError, Transport
 from webhook.periodic import Periodic
 from webhook.runtime import Runtime
-from webhook.sources.kubernetes import ClusterError, Transport
 
 log = logging.getLogger("seguard.scan")
 
@@ -87,7 +87,15 @@ class LeaseElector:
     def step(self) -> bool:
         """Take or renew the lease if we may. True while we hold it."""
         now = self._now()
-        status, lease = self.transport.request("GET", f"{self._path}/{self.name}")
+        status, lease = self.transport.call(
+            "GET",
+            f"{self._path}/{self.name}",
+            verb="get",
+            what=f"leases {self.name}",
+            where=f"in namespace {self.namespace}",
+            grant="get, create and update on leases",
+            expected=(404,),
+        )
         if status == 404:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -95,16 +103,18 @@ class LeaseElector:
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": self._spec(now, transitions=0),
             }
-            status, _ = self.transport.request("POST", self._path, body=body)
+            status, _ = self.transport.call(
+                "POST",
+                self._path,
+                verb="create",
+                what="leases",
+                where=f"in namespace {self.namespace}",
+                grant="get, create and update on leases",
+                body=body,
+                expected=(409,),  # another replica created it first
+            )
             self.leading = status == 201
             return self.leading
-        if status == 403:
-            raise ClusterError(
-                f"RBAC forbids get on leases in {self.namespace}; grant get, create and update "
-                "on leases to the webhook's service account"
-            )
-        if status != 200:
-            raise ClusterError(f"get lease {self.namespace}/{self.name}: HTTP {status}")
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         renewed = _parse(spec.get("renewTime")) or datetime.min.replace(tzinfo=UTC)
@@ -116,7 +126,16 @@ class LeaseElector:
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
         acquired = spec.get("acquireTime") if holder == self.identity else None
         lease["spec"] = self._spec(now, transitions=transitions, acquired=acquired)
-        status, _ = self.transport.request("PUT", f"{self._path}/{self.name}", body=lease)
+        status, _ = self.transport.call(
+            "PUT",
+            f"{self._path}/{self.name}",
+            verb="update",
+            what=f"leases {self.name}",
+            where=f"in namespace {self.namespace}",
+            grant="get, create and update on leases",
+            body=lease,
+            expected=(409,),
+        )
         # 409: someone else wrote it since we read it; they win this round.
         self.leading = status == 200
         return self.leading

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.controlplane import ControlPlane, local_opener
 from tests.factories import make_namespace, make_service_entry
-from webhook.sources import kubernetes as k8s
+from webhook import kube
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ class Load:
     another namespace) and half allowed (a fresh host)."""
 
     def __init__(self, plane: ControlPlane) -> None:
-        self.transport = k8s.connect(plane.kubeconfig)
+        self.transport = kube.connect(plane.kubeconfig)
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -51,7 +51,7 @@ class Load:
                 query=[("dryRun", "All")],
                 body=obj,
             )
-        except k8s.ClusterError:
+        except kube.ClusterError:
             return "failed: api server unreachable"
         message = str(body.get("message", ""))
         if status == 201:

@@ -16,8 +16,8 @@ import yaml
 
 from tests.e2e.controlplane import ControlPlane, loopback_webhooks, render_deploy
 from tests.e2e.test_kubectl import PATIENCE_S, entry, get, namespace, rejected
+from webhook import kube
 from webhook.rollout import RolloutManager
-from webhook.sources import kubernetes as k8s
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +95,7 @@ def test_the_rendered_webhook_configurations_are_accepted_and_enforce_as_configu
 
         # The safe rollout: the probe is denied for the right reason, so validation fails closed.
         manager = RolloutManager(
-            k8s.connect(plane.kubeconfig),
+            kube.connect(plane.kubeconfig),
             name=NAME,
             ca_file=plane.root / "webhook-certs" / "ca.crt",
             probe_namespace="default",

@@ -1,0 +1,317 @@
+"""The Kubernetes API client (shell): the official client's configuration, authentication and
+TLS, with raw JSON bodies (orjson), never its typed models (about five times the cost).
+
+Every part of seguard that talks to the API server goes through ``Transport``: the registry's
+reflector (``webhook.sources.kubernetes``), the Events, the safe rollout and the scan's Lease.
+An answer that is not a success becomes an error in one place, ``status_error``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# The API server ends a watch after timeoutSeconds; a fresh watch from the last resourceVersion
+# is cheap, and a bounded watch notices a silently dead connection. client-go picks 5 to 10 min.
+WATCH_TIMEOUT_S = 300
+# Pages of 500 objects keep each list response small (the API server's default chunk size).
+PAGE_SIZE = 500
+CONNECT_TIMEOUT_S = 10.0
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    api_version: str
+    path: str
+    group: str
+    plural: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+class ClusterError(Exception):
+    """A failure talking to the API server, as one line that says what to do."""
+
+
+class Forbidden(ClusterError):
+    """RBAC does not allow a verb on a resource."""
+
+
+class NotFound(ClusterError):
+    """The resource is not served (for ServiceEntries: the CRD is not installed)."""
+
+
+class Gone(Exception):
+    """The resourceVersion is too old (410): list again."""
+
+
+def status_error(
+    status: int, message: str, *, verb: str, what: str, where: str = "", grant: str = ""
+) -> Exception:
+    """The error an answer of the API server that is not a success (status 300 and over)
+    stands for: the one mapping from HTTP status to error. ``verb`` and ``what`` say what was
+    asked (``patch``, ``mutatingwebhookconfigurations seguard``), ``where`` its scope (``at the
+    cluster scope``, ``in namespace team-a``); ``grant`` is what the service account lacks when
+    the answer is 403 (by default, ``verb`` on ``what``)."""
+    detail = f" ({message})" if message else ""
+    if status == 401:
+        return ClusterError(f"the API server refused the credentials (401){detail}")
+    if status == 403:
+        needed = grant or f"{verb} on {what}"
+        scope = f" {where}" if where else ""
+        return Forbidden(
+            f"RBAC forbids {verb} on {what}{scope}; grant the webhook's service account "
+            f"{needed}{detail}"
+        )
+    if status == 404:
+        return NotFound(f"{what} is not served by the API server or does not exist{detail}")
+    if status == 410:
+        return Gone(message)
+    return ClusterError(f"{verb} {what} failed with HTTP {status}{detail}")
+
+
+# --- talking to the API server ---------------------------------------------------------------
+
+
+class Transport:
+    """GET requests through the official client's configuration, authentication and TLS, with
+    raw bodies: ``param_serialize`` builds the request, ``call_api`` sends it unparsed."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
+
+    def _get(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Any:
+        return self._send("GET", path, query, read_timeout=read_timeout)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        *,
+        read_timeout: float,
+        body: object = None,
+        content_type: str | None = None,
+    ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        header_params = {"Accept": "application/json"}
+        if content_type is not None:
+            header_params["Content-Type"] = content_type
+        method, url, headers, _, post = self.api.param_serialize(
+            method,
+            path,
+            query_params=query,
+            header_params=header_params,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(
+                method,
+                url,
+                header_params=headers,
+                body=body,
+                post_params=post,
+                _request_timeout=(CONNECT_TIMEOUT_S, read_timeout),
+            )
+        except ApiException as exc:
+            raise ClusterError(
+                f"cannot reach the API server at {self.host}: {exc.reason}"
+            ) from None
+        except Exception as exc:  # urllib3 connection errors, timeouts
+            raise ClusterError(
+                f"cannot reach the API server at {self.host}: {type(exc).__name__}: {exc}"
+            ) from None
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: object = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict[str, Any]]:
+        """One request with a JSON body (the client serialises it); returns the status and the
+        decoded answer."""
+        response = self._send(
+            method,
+            path,
+            query or [],
+            read_timeout=30,
+            body=body,
+            content_type=content_type if body is not None else None,
+        )
+        raw = self._read(response, f"{method} {path}") or b"{}"
+        try:
+            decoded = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            decoded = {"message": raw[:300].decode(errors="replace")}
+        return int(response.status), decoded if isinstance(decoded, dict) else {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        what: str,
+        where: str = "",
+        grant: str = "",
+        body: object = None,
+        content_type: str = "application/json",
+        expected: tuple[int, ...] = (),
+    ) -> tuple[int, dict[str, Any]]:
+        """``request``, with an answer that is neither a success nor one of ``expected`` raised
+        as its error (``status_error``)."""
+        status, answer = self.request(method, path, body=body, content_type=content_type)
+        if status < 300 or status in expected:
+            return status, answer
+        message = str(answer.get("message", ""))
+        raise status_error(status, message, verb=verb, what=what, where=where, grant=grant)
+
+    def _read(self, response: Any, what: str) -> bytes:
+        """The whole body. The client reads it lazily, so a connection cut in the middle of it
+        surfaces here, as urllib3's own error: make it a ClusterError like any other."""
+        try:
+            data: bytes = response.read()
+        except Exception as exc:
+            raise ClusterError(
+                f"{what}: the connection to {self.host} broke while reading the answer "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        return data
+
+    def _check(self, response: Any, verb: str, resource: Resource) -> None:
+        status = response.status
+        if 200 <= status < 300:
+            return
+        data = self._read(response, f"{verb} {resource.qualified}") or b""
+        try:
+            message = str(orjson.loads(data).get("message", ""))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = data[:200].decode(errors="replace")
+        raise status_error(
+            status,
+            message,
+            verb=verb,
+            what=resource.qualified,
+            where="at the cluster scope",
+        )
+
+    def list(self, resource: Resource, *, continue_token: str = "") -> dict[str, Any]:
+        query = [("limit", str(PAGE_SIZE))]
+        if continue_token:
+            query.append(("continue", continue_token))
+        response = self._get(resource.path, query, read_timeout=60)
+        self._check(response, "list", resource)
+        try:
+            page: dict[str, Any] = orjson.loads(self._read(response, f"list {resource.qualified}"))
+        except orjson.JSONDecodeError as exc:
+            raise ClusterError(
+                f"list {resource.qualified}: the API server sent bad JSON ({exc})"
+            ) from None
+        return page
+
+    def watch(
+        self,
+        resource: Resource,
+        *,
+        resource_version: str,
+        on_open: Callable[[Any], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events of a watch; ``on_open`` receives the raw response, so another thread can shut
+        it down to end a blocked read."""
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(WATCH_TIMEOUT_S)),
+        ]
+        # The read timeout outlasts the server's own timeout: silence longer than that means the
+        # connection is dead.
+        response = self._get(resource.path, query, read_timeout=WATCH_TIMEOUT_S + 30)
+        self._check(response, "watch", resource)
+        raw = response.response
+        if on_open is not None:
+            on_open(raw)
+        try:
+            buffer = b""
+            for chunk in raw.stream(65536, decode_content=True):
+                buffer += chunk
+                while True:
+                    newline = buffer.find(b"\n")
+                    if newline < 0:
+                        break
+                    line, buffer = buffer[:newline], buffer[newline + 1 :]
+                    if line.strip():
+                        yield orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ClusterError(
+                f"watch {resource.qualified}: bad JSON in the stream ({exc})"
+            ) from None
+        except ClusterError:
+            raise
+        except Exception as exc:  # the connection dropped mid-stream
+            raise ClusterError(
+                f"watch {resource.qualified} broke: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            raw.release_conn()
+
+
+def find_kubeconfig(explicit: Path | None) -> Path | None:
+    """The kubeconfig to use: the flag, else $KUBECONFIG's first existing file, else
+    ~/.kube/config if it exists. None means in-cluster (if in a pod) or no cluster at all."""
+    if explicit is not None:
+        if not explicit.exists():
+            raise ClusterError(f"kubeconfig {explicit} does not exist")
+        return explicit
+    for candidate in os.environ.get("KUBECONFIG", "").split(os.pathsep):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    default = Path.home() / ".kube" / "config"
+    return default if default.exists() else None
+
+
+def in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
+
+
+def connect(kubeconfig: Path | None) -> Transport:
+    """A transport for the kubeconfig, or the pod's service account when there is none."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is not None:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), client_configuration=configuration
+            )
+        else:
+            config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+    except config.ConfigException as exc:
+        where = kubeconfig or "the pod's service account"
+        raise ClusterError(f"cannot load {where}: {exc}") from None
+    except OSError as exc:
+        raise ClusterError(f"cannot load {kubeconfig}: {exc.strerror}") from None
+    # No hidden retries inside urllib3: the watch loop has its own backoff, and the CLI should
+    # fail at once with a clear line.
+    configuration.retries = 0
+    return Transport(client.ApiClient(configuration))
