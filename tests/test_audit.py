@@ -20,8 +20,10 @@ from webhook.audit import (
     AdmissionRecord,
     AuditLog,
     FileSink,
+    Query,
     StreamSink,
     admission_record,
+    parse_since,
     policy_rejected_record,
     read_records,
     should_record,
@@ -191,3 +193,24 @@ def test_the_file_sink_writes_synchronously_unless_told_not_to(tmp_path: Path, f
     finally:
         sink.close()
     assert _open_flags(path) == []
+
+
+def test_a_query_matches_when_every_filter_given_matches() -> None:
+    record = denied_record()
+    assert Query().matches(record)
+    assert Query(namespace="team-b", user="bob", decision="denied").matches(record)
+    assert Query(code="ConflictServiceEntry", event="admission.decision").matches(record)
+    assert not Query(namespace="team-a").matches(record)
+    assert not Query(code="HostDenied").matches(record)
+    assert Query(since=WHEN - timedelta(seconds=1)).matches(record)
+    assert not Query(since=WHEN + timedelta(seconds=1)).matches(record)
+    assert not Query(since=WHEN).matches({**record, "time": "yesterday"})
+
+
+def test_since_reads_a_duration_or_a_time_and_refuses_the_rest() -> None:
+    assert parse_since("90m", WHEN) == WHEN - timedelta(minutes=90)
+    assert parse_since("2026-11-23T09:00:00Z", WHEN) == WHEN - timedelta(
+        hours=1, microseconds=123000
+    )
+    with pytest.raises(ValueError, match="expected a duration such as 30m"):
+        parse_since("soon", WHEN)

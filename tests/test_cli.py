@@ -440,3 +440,22 @@ def test_registry_rows_show_a_namespaces_own_default_export_to() -> None:
     )
     shown = {row["hostname"]: row["exportTo"] for row in registry_rows(snapshot, policy)}
     assert shown == {"a.example.com": ".", "b.example.com": "*", "c.example.com": "team-q"}
+
+
+def test_serve_managing_webhooks_without_a_cluster_fails_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    (tmp_path / "registry").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "webhook.cli", "serve", "--port", "0", "--metrics-port", "0",
+            "--registry-dir", str(tmp_path / "registry"), "--manage-webhooks", "seguard",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "seguard: error: --manage-webhooks needs a cluster (--kubeconfig, or run in a pod)"
+    )
+    assert "Traceback" not in result.stderr

@@ -16,8 +16,9 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypedDict
 
 import orjson
@@ -579,6 +580,72 @@ def open_audit_log(
     if file:
         sinks.append(FileSink(file, max_bytes=max_bytes, keep=keep))
     return AuditLog(sinks, on_failure=on_failure, on_stall=on_stall)
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """``30s``, ``15m``, ``1h``, ``2d`` before now, or an RFC 3339 time."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return now - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {value!r}: expected a duration such as 30m, 1h, 2d, or an RFC 3339 time"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def trail_lines(path: str) -> Iterator[bytes]:
+    """The lines of an audit file and of its rotated files, oldest first."""
+    files = rotated_files(path)
+    if not files:
+        raise ValueError(f"{path}: no such audit file")
+    for name in files:
+        try:
+            with open(name, "rb") as handle:
+                yield from handle
+        except OSError as exc:
+            raise ValueError(f"cannot read {name}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which records ``seguard audit`` shows: every filter given must match."""
+
+    since: datetime | None = None
+    namespace: str | None = None
+    user: str | None = None
+    decision: str | None = None
+    event: str | None = None
+    code: str | None = None
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        if self.since is not None:
+            when = record.get("time")
+            if not isinstance(when, str):
+                return False
+            try:
+                moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+            except ValueError:
+                return False
+            if moment < self.since:
+                return False
+        for key, wanted in (
+            ("namespace", self.namespace),
+            ("user", self.user),
+            ("decision", self.decision),
+            ("event", self.event),
+        ):
+            if wanted and record.get(key) != wanted:
+                return False
+        if self.code:
+            findings = record.get("findings") or []
+            codes = {f.get("code") for f in findings if isinstance(f, dict)}
+            codes.add(record.get("code"))
+            if self.code not in codes:
+                return False
+        return True
 
 
 def read_records(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import os
-import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -250,66 +248,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 # --- seguard audit ---------------------------------------------------------------------------
 
 
-def parse_since(value: str, now: datetime.datetime) -> datetime.datetime:
-    """``30s``, ``15m``, ``1h``, ``2d`` before now, or an RFC 3339 time."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[-1:] in units and value[:-1].isdigit():
-        return now - datetime.timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(
-            f"--since {value!r}: expected a duration such as 30m, 1h, 2d, or an RFC 3339 time"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-def _audit_lines(source: str) -> Iterator[bytes]:
-    from webhook.audit import rotated_files
-
-    if source == "-":
-        yield from sys.stdin.buffer
-        return
-    files = rotated_files(source)
-    if not files:
-        raise CommandError(f"{source}: no such audit file")
-    for name in files:
-        try:
-            with open(name, "rb") as handle:
-                yield from handle
-        except OSError as exc:
-            raise CommandError(f"cannot read {name}: {exc.strerror}") from None
-
-
-def audit_matches(record: dict[str, Any], args: argparse.Namespace, since: Any) -> bool:
-    if since is not None:
-        when = record.get("time")
-        if not isinstance(when, str):
-            return False
-        try:
-            moment = datetime.datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError:
-            return False
-        if moment < since:
-            return False
-    if args.namespace and record.get("namespace") != args.namespace:
-        return False
-    if args.user and record.get("user") != args.user:
-        return False
-    if args.decision and record.get("decision") != args.decision:
-        return False
-    if args.event and record.get("event") != args.event:
-        return False
-    if args.code:
-        codes = {f.get("code") for f in record.get("findings") or [] if isinstance(f, dict)}
-        codes.add(record.get("code"))
-        if args.code not in codes:
-            return False
-    return True
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
-    from webhook.audit import read_records
+    from webhook.audit import Query, parse_since, read_records, trail_lines
 
     source = args.file
     if source is None:
@@ -319,11 +259,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
         source = "-"
     now = datetime.datetime.now(datetime.UTC)
-    since = parse_since(args.since, now) if args.since else None
-    records = [r for r in read_records(_audit_lines(source)) if audit_matches(r, args, since)]
+    query = Query(
+        since=parse_since(args.since, now) if args.since else None,
+        namespace=args.namespace,
+        user=args.user,
+        decision=args.decision,
+        event=args.event,
+        code=args.code,
+    )
+    lines = sys.stdin.buffer if source == "-" else trail_lines(source)
+    found = (r for r in read_records(lines) if query.matches(r))
     if args.output == "json":
-        sys.stdout.write("".join(orjson.dumps(r).decode() + "\n" for r in records))
+        for r in found:
+            sys.stdout.write(orjson.dumps(r).decode() + "\n")
         return EXIT_OK
+    records = list(found)
     rows = []
     for r in records:
         findings = [f for f in r.get("findings") or [] if isinstance(f, dict)]
@@ -396,296 +346,31 @@ def cmd_certs_generate(args: argparse.Namespace) -> int:
 
 # --- seguard serve ---------------------------------------------------------------------------
 
-SAMPLE_REVIEW = {
-    "apiVersion": "admission.k8s.io/v1",
-    "kind": "AdmissionReview",
-    "request": {
-        "uid": "00000000-0000-0000-0000-000000000001",
-        "kind": {"group": "networking.istio.io", "version": "v1", "kind": "ServiceEntry"},
-        "operation": "CREATE",
-        "namespace": "default",
-        "name": "everything",
-        "userInfo": {"username": "curl"},
-        "object": {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": "everything", "namespace": "default"},
-            "spec": {
-                "hosts": ["*.com"],
-                "ports": [{"name": "tls", "number": 443, "protocol": "TLS"}],
-            },
-        },
-    },
-}
-
-
-def curl_command(*, host: str, port: int, cert_dir: Path) -> str:
-    shown_host = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1", "") else host
-    if ":" in shown_host:
-        shown_host = f"[{shown_host}]"
-    body = json.dumps(SAMPLE_REVIEW, separators=(",", ":"))
-    ca = cert_dir / "ca.crt"
-    trust = f"--cacert {shlex.quote(str(ca))}" if ca.exists() else "--insecure"
-    return (
-        f"curl -sS {trust} -H 'Content-Type: application/json' "
-        f"--data {shlex.quote(body)} https://{shown_host}:{port}/validate"
-    )
-
-
-def _cluster_for_serve(args: argparse.Namespace) -> tuple[bool, Path | None]:
-    """Whether serve follows a cluster, and through which kubeconfig (None: in-cluster).
-
-    ``--kubeconfig`` always; otherwise, with no ``--registry-dir``, a kubeconfig found in
-    $KUBECONFIG or ~/.kube/config, or the pod's service account."""
-
-    if args.kubeconfig is not None:
-        return True, kube.find_kubeconfig(args.kubeconfig)
-    if args.registry_dir:
-        return False, None
-    found = kube.find_kubeconfig(None)
-    if found is not None:
-        return True, found
-    return kube.in_cluster(), None
-
-
-def _start_sources(
-    args: argparse.Namespace,
-    *,
-    policy: Policy,
-    builder: RegistryBuilder,
-    runtime: Any,
-    cluster: bool,
-    kubeconfig: Path | None,
-) -> tuple[list[Any], Any]:
-    """Start what keeps the registry current; returns what to stop on the way out, and the
-    cluster transport (None without a cluster)."""
-    from webhook import heap
-    from webhook.sources.store import RegistryStore
-
-    metrics = runtime.metrics
-    stoppers: list[Any] = []
-    store: RegistryStore
-    transport = None
-    if cluster:
-        from webhook.sources import kubernetes
-
-        transport = kube.connect(kubeconfig)
-        log.info(
-            "following the cluster at %s (%s)",
-            transport.host,
-            kubeconfig or "in-cluster service account",
-            extra=logs.fields("cluster.following", host=transport.host),
-        )
-        runtime.syncs = {r.kind: False for r in kubernetes.RESOURCES}
-
-        def synced(resource: kube.Resource, state: kubernetes.KindState) -> None:
-            # Once synced, a kind stays synced: readiness does not flap on a reconnect.
-            runtime.syncs[resource.kind] = runtime.syncs.get(resource.kind, False) or state.synced
-
-        source = kubernetes.KubernetesSource(
-            transport,
-            cluster_domain=policy.cluster_domain,
-            on_snapshot=runtime.set_snapshot,
-            on_change=synced,
-            initial=builder,
-        )
-        metrics.watch(source)
-        runtime.registry_staleness = source.staleness
-        store = source.store
-        source.start()
-        stoppers.append(source)
-    else:
-        store = RegistryStore(
-            cluster_domain=policy.cluster_domain, on_snapshot=runtime.set_snapshot, initial=builder
-        )
-        runtime.set_snapshot(store.snapshot())
-        heap.trim()  # reading the manifests allocated and freed several times what is kept
-        store.start_publisher()
-        stoppers.append(store)
-    if args.manage_webhooks:
-        if not cluster:
-            raise CommandError("--manage-webhooks needs a cluster (--kubeconfig, or run in a pod)")
-        from webhook.rollout import RolloutManager
-
-        ca_file = args.cert_dir / "ca.crt" if args.cert_dir else Path("certs") / "ca.crt"
-        manager = RolloutManager(
-            source.transport,
-            name=args.manage_webhooks,
-            ca_file=ca_file,
-            probe_namespace=args.rollout_probe_namespace,
-            is_ready=lambda: runtime.readiness()[0],
-        )
-        manager.start()
-        stoppers.append(manager)
-    if args.istiod_url:
-        from webhook.sources import istiod
-
-        poller = istiod.IstiodPoller(args.istiod_url, store)
-        poller.start()
-        stoppers.append(poller)
-    return stoppers, transport
-
-
-def _start_reporting(
-    args: argparse.Namespace, *, runtime: Any, transport: Any, stoppers: list[Any]
-) -> Any:
-    """Warning events (with a cluster) and the periodic scan; returns the event recorder."""
-    from webhook.events import EventRecorder
-    from webhook.scanner import LeaseElector, Scanner, own_namespace
-
-    metrics = runtime.metrics
-    recorder = None
-    elector = None
-    if transport is not None:
-        recorder = EventRecorder(
-            transport,
-            on_dropped=metrics.event_dropped,
-            on_sent=metrics.events_sent.inc,
-        )
-        recorder.start()
-        stoppers.append(recorder)
-        elector = LeaseElector(transport, namespace=args.lease_namespace or own_namespace())
-    scanner = Scanner(runtime, elector=elector, recorder=recorder)
-    scanner.start()
-    stoppers.append(scanner)
-    return recorder
-
-
-def _announce(
-    args: argparse.Namespace, webhook_port: int, ops_port: int, what: str, cert_dir: Path
-) -> None:
-    """The line that says the server is up: a banner and a curl to try, or one JSON line."""
-    webhook_url = f"https://{args.host}:{webhook_port}"
-    ops_url = f"http://{args.host}:{ops_port}"
-    banner = (
-        f"seguard {__version__}: webhook on {webhook_url} (/validate, /mutate), operations "
-        f"on {ops_url} (/healthz, /readyz, /metrics); {what}"
-    )
-    curl = curl_command(host=args.host, port=webhook_port, cert_dir=cert_dir)
-    if args.log_format == logs.JSON:
-        log.info(
-            banner,
-            extra=logs.fields(
-                "server.started",
-                version=__version__,
-                webhook=webhook_url,
-                operations=ops_url,
-                try_it=curl,
-            ),
-        )
-        return
-    print(banner, file=sys.stderr)
-    print("Try it:", file=sys.stderr)
-    print("  " + curl, file=sys.stderr, flush=True)
-
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from webhook import certs, connections, heap, reload, server
-    from webhook.app import create_app, create_ops_app
-    from webhook.audit import open_audit_log
-    from webhook.metrics import Metrics
-    from webhook.runtime import Runtime
+    from webhook import serve
 
     policy, builder = load_registry(args.policy, args.registry_dir)
-    follow_cluster, kubeconfig = _cluster_for_serve(args)
-    cert_dir: Path = args.cert_dir if args.cert_dir is not None else Path("certs")
-    if args.cert_dir is None and certs.ensure_dev_certs(cert_dir):
-        log.info(
-            "made development certificates in %s/ (CA: %s)",
-            cert_dir,
-            cert_dir / "ca.crt",
-            extra=logs.fields("certs.generated", directory=str(cert_dir)),
-        )
-    ssl_context = certs.server_context(cert_dir, client_ca=args.client_ca)
-    metrics = Metrics()
-    metrics.gc_pauses.install()
-    heap.map_big_blocks()  # an old snapshot's memory goes back to the system when it is freed
-    audit_log = open_audit_log(
-        stdout=not args.no_audit_stdout,
-        file=str(args.audit_file) if args.audit_file else None,
-        on_failure=lambda sink: metrics.audit_failures.labels(sink).inc(),
-        on_stall=metrics.audit_stall,
+    options = serve.Options(
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        cert_dir=args.cert_dir,
+        client_ca=args.client_ca,
+        policy_file=args.policy,
+        follow_files=bool(args.registry_dir),
+        kubeconfig=args.kubeconfig,
+        istiod_url=args.istiod_url,
+        audit_file=args.audit_file,
+        audit_stdout=not args.no_audit_stdout,
+        manage_webhooks=args.manage_webhooks,
+        rollout_probe_namespace=args.rollout_probe_namespace,
+        lease_namespace=args.lease_namespace,
+        drain_seconds=args.drain_seconds,
+        max_connections=args.max_connections,
+        log_format=args.log_format,
     )
-    audit_log.start()  # group commit: the event loop never waits on the disk
-    runtime = Runtime(audit=audit_log, metrics=metrics)
-    runtime.set_policy(policy)
-    listeners = server.Listeners(
-        webhook=server.bind(args.host, args.port), ops=server.bind(args.host, args.metrics_port)
-    )
-    stoppers, transport = _start_sources(
-        args,
-        policy=policy,
-        builder=builder,
-        runtime=runtime,
-        cluster=follow_cluster,
-        kubeconfig=kubeconfig,
-    )
-    recorder = _start_reporting(args, runtime=runtime, transport=transport, stoppers=stoppers)
-    limits = connections.fit_fd_limit(
-        connections.Limits(max_connections=args.max_connections or connections.MAX_CONNECTIONS)
-    )
-    web = server.WebhookServer(
-        webhook_app=create_app(runtime, on_denied=recorder),
-        ops_app=create_ops_app(runtime),
-        listeners=listeners,
-        ssl_context=ssl_context,
-        limits=limits,
-        on_refused=metrics.connection_refused,
-    )
-    metrics.connections(web.pools)
-    checks: dict[str, Callable[[], object]] = {
-        "certificate-reloader": reload.CertificateReloader(
-            cert_dir,
-            ssl_context,
-            on_error=metrics.certificate_errors.inc,
-            on_loaded=metrics.certificate_expiry.set,
-        ).check
-    }
-    if args.policy is not None:
-        checks["policy-reloader"] = reload.PolicyReloader(args.policy, runtime).check
-
-    async def drain(_signal: int) -> None:
-        if runtime.draining:  # a second signal: stop now
-            web.stop()
-            return
-        # Go unready, so the Service stops routing here, but keep answering (with Connection:
-        # close, so kept-alive callers reconnect elsewhere) for the drain window; then stop.
-        runtime.draining = True
-        log.info(
-            "draining for %.1f s before stopping",
-            args.drain_seconds,
-            extra=logs.fields("server.draining", seconds=args.drain_seconds),
-        )
-        await asyncio.sleep(args.drain_seconds)
-        web.stop()
-
-    def started() -> None:
-        snapshot = runtime.snapshot
-        where = (
-            "following the cluster"
-            if follow_cluster
-            else f"{len(snapshot) if snapshot else 0} registry objects"
-        )
-        _announce(
-            args,
-            listeners.webhook_port,
-            listeners.ops_port,
-            f"policy {policy.source}, {where}",
-            cert_dir,
-        )
-
-    try:
-        server.run(
-            lambda: web.serve(
-                on_started=started, on_signal=drain, background=[lambda: reload.poll(checks)]
-            )
-        )
-    finally:
-        for stopper in stoppers:
-            stopper.stop()
-        audit_log.close()
+    serve.run(options, policy=policy, builder=builder)
     return EXIT_OK
 
 
