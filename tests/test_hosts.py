@@ -178,14 +178,6 @@ def test_overlaps(a: str, b: str, overlap: bool) -> None:
     assert hosts.overlaps(a, b) is overlap
 
 
-def test_kubernetes_names_follow_the_cluster_domain() -> None:
-    assert hosts.kubernetes_names("reviews", "bookinfo", "corp.internal") == (
-        "reviews.bookinfo.svc.corp.internal",
-        "reviews.bookinfo",
-        "reviews.bookinfo.svc",
-    )
-
-
 @pytest.mark.parametrize(
     ("host", "suffix"),
     [

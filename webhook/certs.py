@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from webhook.core import servicenames
+
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CA_FILE = "ca.crt"
@@ -49,12 +51,7 @@ def service_dns_names(
     service: str, namespace: str, cluster_domain: str = "cluster.local"
 ) -> list[str]:
     """The names the API server may use to reach a webhook Service."""
-    return [
-        service,
-        f"{service}.{namespace}",
-        f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.{cluster_domain}",
-    ]
+    return servicenames.dns_names(service, namespace, cluster_domain)
 
 
 def issue(

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from webhook.core import hosts
+from webhook.core import hosts, servicenames
 from webhook.core.shapes import type_name as _kind
 
 SERVICE = "Service"
@@ -60,8 +60,7 @@ class Claim(NamedTuple):
         the registry answers alias lookups from the Service's namespace and name instead."""
         if self.kind != SERVICE:
             return ()
-        short = f"{self.name}.{self.namespace}"
-        return (short, short + ".svc")
+        return servicenames.aliases(self.name, self.namespace)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -111,7 +110,7 @@ def service_claim(
     meta = _metadata(obj)
     name = object_name(obj)
     ns = namespace or object_namespace(obj)
-    fqdn = hosts.kubernetes_names(name, ns, cluster_domain)[0]
+    fqdn = servicenames.fqdn(name, ns, cluster_domain)
     export_to: tuple[str, ...] | None = None
     annotations = meta.get("annotations")
     if isinstance(annotations, dict):

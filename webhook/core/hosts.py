@@ -193,12 +193,6 @@ def is_under(host: str, domain: str) -> bool:
     return base == domain and not is_partial_wildcard(host)
 
 
-def kubernetes_names(name: str, namespace: str, cluster_domain: str) -> tuple[str, str, str]:
-    """The FQDN of a Service and the two aliases Istio adds as HTTP route domains."""
-    short = f"{name}.{namespace}"
-    return f"{short}.svc.{cluster_domain}", short, f"{short}.svc"
-
-
 @lru_cache(maxsize=1)
 def _public_suffixes() -> PublicSuffixList:
     # The package bundles its list; reading it takes about 50 ms, so do it once and only when a

@@ -44,7 +44,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from webhook.core import claims as claims_mod
-from webhook.core import hosts
+from webhook.core import hosts, servicenames
 from webhook.core.claims import Claim
 
 Labels = frozenset[tuple[str, str]]
@@ -168,7 +168,7 @@ def service_claim_of(namespace: str, name: str, profile: Profile, cluster_domain
         kind=claims_mod.SERVICE,
         namespace=namespace,
         name=name,
-        hosts=(f"{name}.{namespace}.svc.{cluster_domain}",),
+        hosts=(servicenames.fqdn(name, namespace, cluster_domain),),
         export_to=profile[0],
         source=profile[1],
         cluster_ips=tuple(map(_ip_text, _keys(profile[2]))),
@@ -361,35 +361,20 @@ class Snapshot:
     def _service_of_fqdn(self, host: str) -> Claim | None:
         """The Service whose FQDN ``host`` is (``name.ns.svc.<domain>``), when its names follow
         from it (Services listed another way hold their names in ``names``)."""
-        suffix_at = len(host) - len(self.cluster_domain) - 5
-        if suffix_at < 3 or not host.endswith(self.cluster_domain):
+        found = servicenames.of_fqdn(host, self.cluster_domain)
+        if found is None:
             return None
-        if host[suffix_at : suffix_at + 5] != ".svc.":
-            return None
-        first = host.find(".")
-        if first == -1 or first >= suffix_at or host.find(".", first + 1) != suffix_at:
-            return None
-        table = self.services.get(host[first + 1 : suffix_at])
-        profile = table.get(host[:first]) if table is not None else None
+        namespace, name = found
+        table = self.services.get(namespace)
+        profile = table.get(name) if table is not None else None
         if profile is None:
             return None
-        return service_claim_of(
-            host[first + 1 : suffix_at], host[:first], profile, self.cluster_domain
-        )
+        return service_claim_of(namespace, name, profile, self.cluster_domain)
 
     def service_of_alias(self, host: str) -> Claim | None:
         """The Service whose alias ``host`` is: ``name.ns`` or ``name.ns.svc``."""
-        first = host.find(".")
-        if first == -1:
-            return None
-        second = host.find(".", first + 1)
-        if second == -1:
-            namespace = host[first + 1 :]
-        elif host.endswith(".svc") and second == len(host) - 4:
-            namespace = host[first + 1 : second]
-        else:
-            return None
-        return self._service(namespace, host[:first])
+        found = servicenames.of_alias(host)
+        return self._service(*found) if found is not None else None
 
     def _aliases_under(
         self, domain: str, keep: Callable[[str], bool] | None = None
@@ -1012,7 +997,7 @@ def _services_without(services: Services, source: str | None) -> dict[str, dict[
 
 def service_fqdn(claim: Claim, cluster_domain: str) -> str:
     """The name a Service has in this cluster's domain (its aliases follow from it)."""
-    return f"{claim.name}.{claim.namespace}.svc.{cluster_domain}"
+    return servicenames.fqdn(claim.name, claim.namespace, cluster_domain)
 
 
 def _domains_above(name: str) -> Iterator[str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import NamedTuple
 
-from webhook.core import hosts
+from webhook.core import hosts, servicenames
 from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim
 from webhook.core.policy import Action, Network, Policy, Rules, looks_like_an_address
 from webhook.core.registry import Match, Relation, Snapshot
@@ -456,14 +456,14 @@ def _own_service_names(ctx: Context) -> Iterator[tuple[str, str, str]]:
     """(FQDN, name.ns.svc, name.ns) of every Service of the requester's namespace, each name
     looked at counted in the request's ``examined``."""
     namespace = ctx.namespace
-    suffix = f".{namespace}.svc.{ctx.cluster_domain}"
+    suffix = servicenames.fqdn_suffix(namespace, ctx.cluster_domain)
     examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
     for name in ctx.snapshot.service_names_in(namespace):
         examined[0] -= 1
         if examined[0] < 0:
             return
-        short = f"{name}.{namespace}"
-        yield name + suffix, short + ".svc", short
+        short, svc = servicenames.aliases(name, namespace)
+        yield name + suffix, svc, short
 
 
 def matches_an_own_service(host: str, ctx: Context) -> bool:
@@ -480,8 +480,8 @@ def matches_an_own_service(host: str, ctx: Context) -> bool:
             return True
         # An alias name.ns or name.ns.svc of a Service of this namespace (the registry is asked
         # only when the host names this namespace).
-        rest = host[host.find(".") + 1 :]
-        if rest == namespace or rest == namespace + ".svc":
+        alias = servicenames.of_alias(host)
+        if alias is not None and alias[0] == namespace:
             return snapshot.service_of_alias(host) is not None
         return False
     # A zone of the namespace's own names: its Services' FQDNs, their .svc forms, their short
@@ -489,11 +489,12 @@ def matches_an_own_service(host: str, ctx: Context) -> bool:
     # namespace "local" covers the whole cluster domain, *.svc from a namespace "svc" every
     # <name>.<ns>.svc.
     domain = ctx.cluster_domain
-    zones = [f"{namespace}.svc.{domain}"]
+    fqdn_zone, svc_zone, short_zone = servicenames.zones(namespace, domain)
+    zones = [fqdn_zone]
     if not (hosts.overlaps(host, "*." + domain) or hosts.covers(host, domain)):
-        zones.append(f"{namespace}.svc")
+        zones.append(svc_zone)
         if not _covers_a_svc_form(host):
-            zones.append(namespace)
+            zones.append(short_zone)
     for form, zone in enumerate(zones):
         if hosts.is_under(host, zone):
             return any(hosts.covers(host, names[form]) for names in _own_service_names(ctx))
