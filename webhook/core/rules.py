@@ -42,18 +42,60 @@ class Code(StrEnum):
     TOO_MANY_MATCHES = "TooManyMatches"
 
 
-# Codes that deny in every mode and for every requester: the object is not valid, or we cannot
-# judge it at all. Modes and exemptions soften policy, not validity.
-ALWAYS_DENY = frozenset(
-    {
-        Code.INVALID_HOST,
-        Code.INVALID_SPEC,
-        Code.POLICY_UNAVAILABLE,
-        Code.INTERNAL_ERROR,
-        Code.ROLLOUT_PROBE,
-        Code.TOO_MANY_MATCHES,
-    }
-)
+class Reason(NamedTuple):
+    """What the rest of seguard knows of a reason code: its kubectl summary (``{ref}``: the
+    owner, ``{key}``: the owner's name that matched; empty: the full message is shown), whether
+    it denies in every mode and for every requester (the object is not valid, or cannot be
+    judged at all: modes and exemptions soften policy, not validity), and the field of
+    ``spec.conflicts`` that sets its action (for the conflicts with the registry)."""
+
+    summary: str = ""
+    always_deny: bool = False
+    conflict: str = ""
+
+
+# The table of reason codes: a new code is a member of Code and a row here (a test checks that
+# every code has its row, and the README its line).
+REASONS: dict[Code, Reason] = {
+    Code.INVALID_HOST: Reason("is not a valid DNS name", always_deny=True),
+    Code.INVALID_SPEC: Reason(always_deny=True),
+    Code.HOST_NOT_ALLOWED: Reason("is outside the allowed domains"),
+    Code.HOST_DENIED: Reason("is denied by the policy"),
+    Code.WILDCARD_NOT_ALLOWED: Reason("is a wildcard, not allowed here"),
+    Code.WILDCARD_TOO_BROAD: Reason("covers a whole public suffix"),
+    Code.PARTIAL_WILDCARD: Reason("is a partial wildcard: it matches across labels"),
+    Code.RESERVED_CLUSTER_DOMAIN: Reason(
+        "is in the reserved cluster domain", conflict="reserved_cluster_domain"
+    ),
+    Code.CONFLICT_KUBERNETES_SERVICE: Reason(
+        "collides with Service {ref}", conflict="kubernetes_service"
+    ),
+    Code.SHADOWS_KUBERNETES_SERVICE: Reason(
+        "shadows Service {ref}", conflict="kubernetes_service_same_namespace"
+    ),
+    Code.CONFLICT_SERVICE_ENTRY: Reason("is held by ServiceEntry {ref}", conflict="service_entry"),
+    Code.DUPLICATE_HOST: Reason(
+        "duplicates ServiceEntry {ref}", conflict="service_entry_same_namespace"
+    ),
+    Code.WILDCARD_OVERLAP: Reason(
+        "overlaps {key} of ServiceEntry {ref}", conflict="wildcard_overlap"
+    ),
+    Code.TARGET_DENIED: Reason("is a target the policy denies"),
+    Code.TARGET_TOO_BROAD: Reason("is a range broader than the policy allows"),
+    Code.POLICY_UNAVAILABLE: Reason(always_deny=True),
+    Code.INTERNAL_ERROR: Reason(always_deny=True),
+    Code.ROLLOUT_PROBE: Reason(always_deny=True),
+    Code.TOO_MANY_MATCHES: Reason("overlaps too many registered names", always_deny=True),
+}
+ALWAYS_DENY = frozenset(code for code, reason in REASONS.items() if reason.always_deny)
+
+
+def conflict_action(code: Code, rules: Rules) -> Action:
+    """The action the policy gives a conflict with the registry (``spec.conflicts``)."""
+    action: Action = getattr(rules.conflicts, REASONS[code].conflict)
+    return action
+
+
 # How many owners one host names per code. The decision never depends on this bound: it only
 # keeps a wildcard that covers thousands of names from producing thousands of findings.
 MAX_OWNERS_PER_CODE = 3
@@ -502,7 +544,7 @@ def matches_an_own_service(host: str, ctx: Context) -> bool:
 
 
 def reserved_cluster_domain(host: str, ctx: Context) -> Iterator[Finding]:
-    action = ctx.rules.conflicts.reserved_cluster_domain
+    action = conflict_action(Code.RESERVED_CLUSTER_DOMAIN, ctx.rules)
     if action is Action.ALLOW:
         return
     form = reserved_form(host, ctx)
@@ -535,7 +577,7 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
         what = f'host "{host}" is the name of Service {owner.ref}'
     ref = OwnerRef(SERVICE, owner.namespace, owner.name, match.key, "*")
     if owner.namespace == ctx.namespace:
-        action = ctx.rules.conflicts.kubernetes_service_same_namespace
+        action = conflict_action(Code.SHADOWS_KUBERNETES_SERVICE, ctx.rules)
         if action is Action.ALLOW:
             return None
         return finding_of(
@@ -546,7 +588,7 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
             "use the Service itself, or pick another host",
             ref,
         )
-    action = ctx.rules.conflicts.kubernetes_service
+    action = conflict_action(Code.CONFLICT_KUBERNETES_SERVICE, ctx.rules)
     if action is Action.ALLOW:
         return None
     if "." not in match.key:
@@ -578,7 +620,7 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
     export_to = render_export_to(owner.export_to, default)
     ref = OwnerRef(SERVICE_ENTRY, owner.namespace, owner.name, match.key, export_to)
     if match.relation is not Relation.EQUAL:
-        action = ctx.rules.conflicts.wildcard_overlap
+        action = conflict_action(Code.WILDCARD_OVERLAP, ctx.rules)
         if action is Action.ALLOW:
             return None
         return finding_of(
@@ -590,7 +632,7 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
             ref,
         )
     if same:
-        action = ctx.rules.conflicts.service_entry_same_namespace
+        action = conflict_action(Code.DUPLICATE_HOST, ctx.rules)
         if action is Action.ALLOW:
             return None
         return finding_of(
@@ -601,7 +643,7 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
             f"and Istio would merge the two; add your ports or endpoints to {owner.name} instead",
             ref,
         )
-    action = ctx.rules.conflicts.service_entry
+    action = conflict_action(Code.CONFLICT_SERVICE_ENTRY, ctx.rules)
     if action is Action.ALLOW:
         return None
     # exportTo: ["."] always ends the contest: only the two owners' namespaces would see both.
@@ -968,30 +1010,11 @@ def _overlap(a: Network, b: Network) -> bool:
     return a.version == b.version and a.overlaps(b)
 
 
-_SUMMARIES = {
-    Code.INVALID_HOST: "is not a valid DNS name",
-    Code.HOST_NOT_ALLOWED: "is outside the allowed domains",
-    Code.HOST_DENIED: "is denied by the policy",
-    Code.WILDCARD_NOT_ALLOWED: "is a wildcard, not allowed here",
-    Code.WILDCARD_TOO_BROAD: "covers a whole public suffix",
-    Code.RESERVED_CLUSTER_DOMAIN: "is in the reserved cluster domain",
-    Code.CONFLICT_KUBERNETES_SERVICE: "collides with Service {ref}",
-    Code.SHADOWS_KUBERNETES_SERVICE: "shadows Service {ref}",
-    Code.CONFLICT_SERVICE_ENTRY: "is held by ServiceEntry {ref}",
-    Code.DUPLICATE_HOST: "duplicates ServiceEntry {ref}",
-    Code.WILDCARD_OVERLAP: "overlaps {key} of ServiceEntry {ref}",
-    Code.TOO_MANY_MATCHES: "overlaps too many registered names",
-    Code.PARTIAL_WILDCARD: "is a partial wildcard: it matches across labels",
-    Code.TARGET_TOO_BROAD: "is a range broader than the policy allows",
-    Code.TARGET_DENIED: "is a target the policy denies",
-}
-
-
 def summary(finding: Finding) -> str:
     """A one-line form of a finding for kubectl's warnings (the API server's advice is 120
     characters or fewer each); the full message is in the audit record."""
-    phrase = _SUMMARIES.get(finding.code)
-    if phrase is None or (finding.owner is None and "{" in phrase) or not finding.host:
+    phrase = REASONS[finding.code].summary
+    if not phrase or (finding.owner is None and "{" in phrase) or not finding.host:
         return finding.message
     owner = finding.owner
     text = phrase.format(
