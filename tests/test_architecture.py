@@ -108,3 +108,55 @@ def test_core_module_calls_no_builtin_that_does_io(path: Path) -> None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
     assert not calls & BUILTIN_IO, f"{path.name} calls {sorted(calls & BUILTIN_IO)}"
+
+
+MUTABLE_CALLS = {
+    "dict",
+    "list",
+    "set",
+    "defaultdict",
+    "OrderedDict",
+    "Counter",
+    "deque",
+    "bytearray",
+}
+MUTABLE_DISPLAYS = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+MEMOS = {"lru_cache", "cache", "cached_property"}
+
+
+def _module_state(tree: ast.Module) -> list[str]:
+    """Module-level names bound to a mutable container, and memoised functions or properties."""
+    found: list[str] = []
+    for statement in tree.body:
+        value = statement.value if isinstance(statement, ast.Assign | ast.AnnAssign) else None
+        targets = (
+            statement.targets
+            if isinstance(statement, ast.Assign)
+            else [getattr(statement, "target", None)]
+        )
+        called = value.func if isinstance(value, ast.Call) else None
+        name = getattr(called, "id", getattr(called, "attr", ""))
+        if isinstance(value, MUTABLE_DISPLAYS) or name in MUTABLE_CALLS:
+            found += [ast.unparse(t) for t in targets if t is not None]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if getattr(target, "id", getattr(target, "attr", "")) in MEMOS:
+                    found.append(f"@{ast.unparse(decorator)} {node.name}")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_the_core_holds_no_mutable_module_state_and_no_memo(path: Path) -> None:
+    """Tables are frozen (tuple, frozenset, MappingProxyType); state lives in the objects that
+    own it; a memo is a cost measured in bench/, not a hidden cache."""
+    assert _module_state(ast.parse(path.read_text())) == []
+
+
+def test_the_module_state_check_sees_what_it_must() -> None:
+    planted = ast.parse(
+        "import functools\nCACHE = {}\nSEEN: list[int] = []\nX = dict()\nT = (1, 2)\n"
+        "@functools.lru_cache(maxsize=4)\ndef f(): pass\n"
+    )
+    assert _module_state(planted) == ["CACHE", "SEEN", "X", "@functools.lru_cache(maxsize=4) f"]

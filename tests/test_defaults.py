@@ -27,6 +27,7 @@ from tests.istio_validation import istio_errors
 from webhook.core.defaults import (
     ANNOTATION,
     Defaulting,
+    _patch,
     apply_defaults,
     auto_resolution,
     choose_resolution,
@@ -516,3 +517,45 @@ def test_an_exportTo_default_naming_the_own_namespace_beside_dot_keeps_the_objec
     assert problems(obj) == []
     after, _ = defaulted(obj, Defaults(export_to=(".", "team-a")))
     assert problems(after) == []
+
+
+def _diffed(state: str, old: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """What jsonpatch.make_patch gives for the change _patch makes."""
+    annotations = {"set": {ANNOTATION: old}, "other": {"team": "a"}}.get(state)
+    before: dict[str, Any] = {"metadata": {}, "spec": {}}
+    if annotations is not None:
+        before["metadata"]["annotations"] = annotations
+    after = copy.deepcopy(before)
+    already = old.split(",") if state == "set" else []
+    merged = ",".join(
+        n for n in ("location", "resolution", "exportTo") if n in values or n in already
+    )
+    after["metadata"].setdefault("annotations", {})[ANNOTATION] = merged
+    after["spec"].update(copy.deepcopy(values))
+    return list(jsonpatch.make_patch(before, after).patch)
+
+
+@pytest.mark.parametrize(
+    ("state", "old"),
+    [
+        ("absent", ""),
+        ("other", ""),
+        ("set", ""),
+        ("set", "location"),
+        ("set", "location,exportTo"),
+        ("set", "resolution"),
+    ],
+)
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"location": "MESH_EXTERNAL"},
+        {"resolution": "DNS"},
+        {"location": "MESH_EXTERNAL", "resolution": "NONE", "exportTo": ["."]},
+        {"exportTo": [".", "istio-system"]},
+    ],
+)
+def test_the_patch_is_what_jsonpatch_would_diff(
+    state: str, old: str, values: dict[str, Any]
+) -> None:
+    assert _patch(state, old, values) == _diffed(state, old, values)

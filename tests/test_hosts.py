@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from webhook.core import hosts
 
@@ -231,3 +233,47 @@ def test_the_base_and_parent_of_a_wildcard(host: str, base: str, parent: str) ->
     assert hosts.base_name(host) == base
     if hosts.is_wildcard(host):
         assert hosts.wildcard_parent(host) == parent
+
+
+def _slow(raw: str) -> str | None:
+    try:
+        return hosts._normalize(raw)
+    except hosts.InvalidHost:
+        return None
+
+
+def _fast(raw: str) -> str | None:
+    try:
+        return hosts.normalize(raw)
+    except hosts.InvalidHost:
+        return None
+
+
+_NAME_CHARS = st.sampled_from([*"abcz0189-.*AZ_", "ü", ":"])
+
+
+@given(st.text(_NAME_CHARS, min_size=0, max_size=80))
+@settings(max_examples=3000, deadline=None)
+def test_the_quick_way_and_the_checks_agree_on_every_name(raw: str) -> None:
+    assert _fast(raw) == _slow(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a" * 63 + ".com",
+        "a" * 64 + ".com",
+        ".".join(["abcdefghi"] * 25) + ".com",  # 254 characters
+        ".".join(["abcdefghi"] * 25)[:-4] + ".com",
+        "*.com",
+        "*.123",
+        "1.2.3.4",
+        "a.1-2",
+        "a.12",
+        "-a.com",
+        "a-.com",
+        "xn--bcher-kva.example",
+    ],
+)
+def test_the_quick_way_and_the_checks_agree_at_the_edges(raw: str) -> None:
+    assert _fast(raw) == _slow(raw)

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
-
-import jsonpatch
 
 from webhook.core.hosts import DNS_LABEL, is_ip
 from webhook.core.policy import Defaults
@@ -46,35 +43,28 @@ class Defaulting:
         return f"seguard set defaults: {shown} (see annotation {ANNOTATION})"
 
 
-@lru_cache(maxsize=1024)
-def _patch(
-    annotation: tuple[str, str], values: tuple[tuple[str, Any], ...]
-) -> tuple[dict[str, Any], ...]:
-    """The JSON Patch for one combination of set fields and annotation state.
+# The annotation's member as a JSON Pointer: "/" in a key is written "~1" (RFC 6901).
+_ANNOTATION_PATH = "/metadata/annotations/" + ANNOTATION.replace("~", "~0").replace("/", "~1")
 
-    The diff is ``jsonpatch.make_patch`` of a mutated copy, taken over just the parts that
-    change (the annotations and the set fields), so its paths hold on the whole object: every op
-    adds an absent member, or replaces ours. It costs about 60 µs, and the combinations are few,
-    so each is computed once. The ops are shared: callers must not change them.
-    """
-    state, old = annotation
-    before_annotations: dict[str, Any] | None = None
-    if state == "set":
-        before_annotations = {ANNOTATION: old}
-    elif state == "other":
-        before_annotations = {}
-    names = dict(values)
+
+def _patch(state: str, old: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The JSON Patch that sets ``values`` under ``spec`` and records their names in the
+    annotation, whose ``state`` is ``absent`` (no annotations at all), ``other`` (annotations,
+    not ours) or ``set`` (ours, holding ``old``). Every op adds an absent member or replaces
+    ours; the ops are what ``jsonpatch.make_patch`` gives for the same change (a test compares
+    them), built directly: about 2 µs, not 60."""
     already = old.split(",") if state == "set" else []
-    merged = ",".join(name for name in FIELDS if name in names or name in already)
-    after_annotations = {**(before_annotations or {}), ANNOTATION: merged}
-    before: dict[str, Any] = {"metadata": {}, "spec": {}}
-    if before_annotations is not None:
-        before["metadata"]["annotations"] = before_annotations
-    after = {
-        "metadata": {"annotations": after_annotations},
-        "spec": {k: list(v) if isinstance(v, tuple) else v for k, v in values},
-    }
-    return tuple(jsonpatch.make_patch(before, after).patch)
+    merged = ",".join(name for name in FIELDS if name in values or name in already)
+    ops: list[dict[str, Any]] = []
+    if state == "absent":
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION: merged}})
+    elif state == "other":
+        ops.append({"op": "add", "path": _ANNOTATION_PATH, "value": merged})
+    elif merged != old:
+        ops.append({"op": "replace", "path": _ANNOTATION_PATH, "value": merged})
+    for name, value in values.items():
+        ops.append({"op": "add", "path": f"/spec/{name}", "value": value})
+    return ops
 
 
 def _short(value: Any) -> str:
@@ -114,13 +104,12 @@ def apply_defaults(obj: Mapping[str, Any], defaults: Defaults) -> Defaulting:
     if not values:
         return Defaulting([], (), {}, tuple(notes))
     if not isinstance(annotations, dict):
-        state: tuple[str, str] = ("absent", "")
+        state, old = "absent", ""
     elif ANNOTATION in annotations:
-        state = ("set", str(annotations[ANNOTATION]))
+        state, old = "set", str(annotations[ANNOTATION])
     else:
-        state = ("other", "")
-    frozen = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items())
-    patch = list(_patch(state, frozen))
+        state, old = "other", ""
+    patch = _patch(state, old, values)
     defaulted = tuple(name for name in FIELDS if name in values)
     return Defaulting(patch, defaulted, values, tuple(notes))
 

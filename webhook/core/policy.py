@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -320,29 +322,33 @@ def parse_policy(document: object, *, source: str = "policy", digest: str = "") 
 
 # --- the checker -----------------------------------------------------------------------------
 
-_SPEC_FIELDS = {
-    "clusterDomain",
-    "mode",
-    "meshDefaultExportTo",
-    "exemptions",
-    "hosts",
-    "conflicts",
-    "namespaces",
-    "defaults",
-    "audit",
-    "scan",
-    "targets",
-}
+_SPEC_FIELDS = frozenset(
+    {
+        "clusterDomain",
+        "mode",
+        "meshDefaultExportTo",
+        "exemptions",
+        "hosts",
+        "conflicts",
+        "namespaces",
+        "defaults",
+        "audit",
+        "scan",
+        "targets",
+    }
+)
 # A namespace rule may override any field of spec except these, which are mesh-wide.
-_MESH_WIDE = {"clusterDomain", "namespaces", "scan"}
-_CONFLICT_FIELDS = {
-    "kubernetesService": "kubernetes_service",
-    "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
-    "serviceEntry": "service_entry",
-    "serviceEntrySameNamespace": "service_entry_same_namespace",
-    "wildcardOverlap": "wildcard_overlap",
-    "reservedClusterDomain": "reserved_cluster_domain",
-}
+_MESH_WIDE = frozenset({"clusterDomain", "namespaces", "scan"})
+_CONFLICT_FIELDS = MappingProxyType(
+    {
+        "kubernetesService": "kubernetes_service",
+        "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
+        "serviceEntry": "service_entry",
+        "serviceEntrySameNamespace": "service_entry_same_namespace",
+        "wildcardOverlap": "wildcard_overlap",
+        "reservedClusterDomain": "reserved_cluster_domain",
+    }
+)
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _MISSING = object()
 
@@ -354,7 +360,7 @@ class _Checker:
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
 
-    def mapping(self, value: object, path: str, allowed: set[str]) -> dict[str, Any] | None:
+    def mapping(self, value: object, path: str, allowed: AbstractSet[str]) -> dict[str, Any] | None:
         if value is None:
             return {}
         if not isinstance(value, dict):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import NamedTuple
 
 from webhook.core import hosts, servicenames
@@ -56,37 +57,41 @@ class Reason(NamedTuple):
 
 # The table of reason codes: a new code is a member of Code and a row here (a test checks that
 # every code has its row, and the README its line).
-REASONS: dict[Code, Reason] = {
-    Code.INVALID_HOST: Reason("is not a valid DNS name", always_deny=True),
-    Code.INVALID_SPEC: Reason(always_deny=True),
-    Code.HOST_NOT_ALLOWED: Reason("is outside the allowed domains"),
-    Code.HOST_DENIED: Reason("is denied by the policy"),
-    Code.WILDCARD_NOT_ALLOWED: Reason("is a wildcard, not allowed here"),
-    Code.WILDCARD_TOO_BROAD: Reason("covers a whole public suffix"),
-    Code.PARTIAL_WILDCARD: Reason("is a partial wildcard: it matches across labels"),
-    Code.RESERVED_CLUSTER_DOMAIN: Reason(
-        "is in the reserved cluster domain", conflict="reserved_cluster_domain"
-    ),
-    Code.CONFLICT_KUBERNETES_SERVICE: Reason(
-        "collides with Service {ref}", conflict="kubernetes_service"
-    ),
-    Code.SHADOWS_KUBERNETES_SERVICE: Reason(
-        "shadows Service {ref}", conflict="kubernetes_service_same_namespace"
-    ),
-    Code.CONFLICT_SERVICE_ENTRY: Reason("is held by ServiceEntry {ref}", conflict="service_entry"),
-    Code.DUPLICATE_HOST: Reason(
-        "duplicates ServiceEntry {ref}", conflict="service_entry_same_namespace"
-    ),
-    Code.WILDCARD_OVERLAP: Reason(
-        "overlaps {key} of ServiceEntry {ref}", conflict="wildcard_overlap"
-    ),
-    Code.TARGET_DENIED: Reason("is a target the policy denies"),
-    Code.TARGET_TOO_BROAD: Reason("is a range broader than the policy allows"),
-    Code.POLICY_UNAVAILABLE: Reason(always_deny=True),
-    Code.INTERNAL_ERROR: Reason(always_deny=True),
-    Code.ROLLOUT_PROBE: Reason(always_deny=True),
-    Code.TOO_MANY_MATCHES: Reason("overlaps too many registered names", always_deny=True),
-}
+REASONS: Mapping[Code, Reason] = MappingProxyType(
+    {
+        Code.INVALID_HOST: Reason("is not a valid DNS name", always_deny=True),
+        Code.INVALID_SPEC: Reason(always_deny=True),
+        Code.HOST_NOT_ALLOWED: Reason("is outside the allowed domains"),
+        Code.HOST_DENIED: Reason("is denied by the policy"),
+        Code.WILDCARD_NOT_ALLOWED: Reason("is a wildcard, not allowed here"),
+        Code.WILDCARD_TOO_BROAD: Reason("covers a whole public suffix"),
+        Code.PARTIAL_WILDCARD: Reason("is a partial wildcard: it matches across labels"),
+        Code.RESERVED_CLUSTER_DOMAIN: Reason(
+            "is in the reserved cluster domain", conflict="reserved_cluster_domain"
+        ),
+        Code.CONFLICT_KUBERNETES_SERVICE: Reason(
+            "collides with Service {ref}", conflict="kubernetes_service"
+        ),
+        Code.SHADOWS_KUBERNETES_SERVICE: Reason(
+            "shadows Service {ref}", conflict="kubernetes_service_same_namespace"
+        ),
+        Code.CONFLICT_SERVICE_ENTRY: Reason(
+            "is held by ServiceEntry {ref}", conflict="service_entry"
+        ),
+        Code.DUPLICATE_HOST: Reason(
+            "duplicates ServiceEntry {ref}", conflict="service_entry_same_namespace"
+        ),
+        Code.WILDCARD_OVERLAP: Reason(
+            "overlaps {key} of ServiceEntry {ref}", conflict="wildcard_overlap"
+        ),
+        Code.TARGET_DENIED: Reason("is a target the policy denies"),
+        Code.TARGET_TOO_BROAD: Reason("is a range broader than the policy allows"),
+        Code.POLICY_UNAVAILABLE: Reason(always_deny=True),
+        Code.INTERNAL_ERROR: Reason(always_deny=True),
+        Code.ROLLOUT_PROBE: Reason(always_deny=True),
+        Code.TOO_MANY_MATCHES: Reason("overlaps too many registered names", always_deny=True),
+    }
+)
 ALWAYS_DENY = frozenset(code for code, reason in REASONS.items() if reason.always_deny)
 
 
