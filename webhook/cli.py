@@ -18,7 +18,6 @@ from typing import Any, NoReturn
 import orjson
 
 from webhook import __version__, kube, logs
-from webhook.core.claims import SERVICE_ENTRY
 from webhook.core.outcomes import ALLOWED, DENIED, RESULTS
 from webhook.core.policy import Policy, PolicyError, default_policy, parse_policy_text
 from webhook.core.registry import RegistryBuilder
@@ -156,16 +155,11 @@ def _short_value(value: Any) -> str:
 
 
 def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
+    from webhook.core.rules import effective_export_to
+
     rows: list[dict[str, str]] = []
-    default = policy.rules.mesh_default_export_to
     for claim in snapshot.claims.values():
-        if claim.export_to:
-            export_to = ",".join(claim.export_to)
-        elif claim.kind == SERVICE_ENTRY and policy.export_defaults_vary:
-            labels = snapshot.labels_of(claim.namespace)
-            export_to = ",".join(policy.export_default_of(claim.namespace, labels))
-        else:
-            export_to = ",".join(default)
+        export_to = ",".join(effective_export_to(claim, policy, snapshot))
         for host in claim.hosts:
             rows.append(
                 {

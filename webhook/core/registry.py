@@ -57,6 +57,16 @@ class Relation(Enum):
     COVERS = "covers"  # the host (a wildcard) covers the registered name
 
 
+class Allowance:
+    """How many more names one request may look at (or match): counted down as they are, by
+    every rule the request goes through. One per request, never shared between two."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
 class Match(NamedTuple):
     key: str  # the registered name that matched (a host or a Service alias)
     owner: Claim
@@ -251,7 +261,7 @@ class Snapshot:
         """Every object, Services included, by (kind, namespace, name)."""
         return ClaimsView.of(self)
 
-    def matches(self, host: str, examined: list[int] | None = None) -> Iterator[Match]:
+    def matches(self, host: str, examined: Allowance | None = None) -> Iterator[Match]:
         """Registered names that overlap ``host``: the equal name, then wildcards that cover it,
         then (for a wildcard host) the names it covers. Lazy, so a caller may stop early. A
         partial wildcard host takes one off ``examined`` for each name it examines and does not
@@ -302,7 +312,7 @@ class Snapshot:
                         yield Match(key, owner, Relation.COVERED_BY)
 
     def _covered_by_partial(
-        self, host: str, parent: str, examined: list[int] | None
+        self, host: str, parent: str, examined: Allowance | None
     ) -> Iterator[Match]:
         """What a partial wildcard covers: the names and aliases in its parent domain that end
         with its suffix (each tested by name, before any Claim is made for it)."""
@@ -311,8 +321,8 @@ class Snapshot:
             if key != host and hosts.covers(host, key):
                 return True
             if examined is not None:
-                examined[0] -= 1
-                if examined[0] < 0:
+                examined.left -= 1
+                if examined.left < 0:
                     raise _Spent
             return False
 
@@ -438,13 +448,13 @@ class Snapshot:
                 if service is not None:
                     yield service
 
-    def service_names_ending(self, suffix: str, examined: list[int] | None = None) -> Iterator[str]:
+    def service_names_ending(self, suffix: str, examined: Allowance | None = None) -> Iterator[str]:
         """The names of Services that end with ``suffix`` (what a partial wildcard of one label,
         ``*eviews``, covers), each name examined taking one off ``examined``."""
         for name in self.service_names:
             if examined is not None:
-                examined[0] -= 1
-                if examined[0] < 0:
+                examined.left -= 1
+                if examined.left < 0:
                     return
             if name.endswith(suffix):
                 yield name

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from webhook.core import hosts, servicenames
 from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim
 from webhook.core.policy import Action, Network, Policy, Rules, looks_like_an_address
-from webhook.core.registry import Match, Relation, Snapshot
+from webhook.core.registry import Allowance, Match, Relation, Snapshot
 
 
 class Code(StrEnum):
@@ -166,9 +166,9 @@ class Context(NamedTuple):
     # them when it widens exportTo (see ``newcomer_hosts``).
     newcomers: frozenset[str] = frozenset()
     # Registered names this request may still match, and names it may still look at without a
-    # match (one shared, mutable count each; see the two bounds above).
-    budget: list[int] | None = None
-    examined: list[int] | None = None
+    # match: the request's own two allowances, counted down by every rule (see the bounds above).
+    budget: Allowance | None = None
+    examined: Allowance | None = None
     # The meshDefaultExportTo of another namespace's entries, when namespace rules set their
     # own; None when every namespace has the global one (then ``rules`` holds it).
     export_default_of: Callable[[str], tuple[str, ...]] | None = None
@@ -180,6 +180,24 @@ class Context(NamedTuple):
     def owner_export_default(self, namespace: str) -> tuple[str, ...]:
         lookup = self.export_default_of
         return self.rules.mesh_default_export_to if lookup is None else lookup(namespace)
+
+
+def entry_export_default(policy: Policy, snapshot: Snapshot, namespace: str) -> tuple[str, ...]:
+    """The exportTo of a ServiceEntry of ``namespace`` that sets none: its namespace rule's
+    meshDefaultExportTo, or the global one."""
+    if policy.export_defaults_vary:
+        return policy.export_default_of(namespace, snapshot.labels_of(namespace))
+    return policy.rules.mesh_default_export_to
+
+
+def effective_export_to(claim: Claim, policy: Policy, snapshot: Snapshot) -> tuple[str, ...]:
+    """Where an entry of the registry is visible, as written or by default: the one answer
+    for the rules and for ``seguard registry``."""
+    if claim.export_to:
+        return claim.export_to
+    if claim.kind == SERVICE_ENTRY:
+        return entry_export_default(policy, snapshot, claim.namespace)
+    return policy.rules.mesh_default_export_to
 
 
 def context_for(
@@ -198,7 +216,7 @@ def context_for(
     if policy is not None and policy.export_defaults_vary:
 
         def lookup(namespace: str) -> tuple[str, ...]:
-            return policy.export_default_of(namespace, snapshot.labels_of(namespace))
+            return entry_export_default(policy, snapshot, namespace)
 
     return Context(
         namespace=claim.namespace,
@@ -208,8 +226,8 @@ def context_for(
         visibility=visibility(claim.export_to, claim.namespace, rules.mesh_default_export_to),
         skip=skip,
         newcomers=newcomers,
-        budget=[MAX_MATCHES_PER_REQUEST],
-        examined=[MAX_EXAMINED_PER_REQUEST],
+        budget=Allowance(MAX_MATCHES_PER_REQUEST),
+        examined=Allowance(MAX_EXAMINED_PER_REQUEST),
         export_default_of=lookup,
     )
 
@@ -486,11 +504,11 @@ def _namespace_covered(host: str, ctx: Context) -> str | None:
     if dot:
         return rest if "." not in rest and snapshot.has_namespace(rest) else None
     fragment = first[1:]  # *s: every namespace whose name ends in "s"
-    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+    examined = ctx.examined if ctx.examined is not None else Allowance(MAX_EXAMINED_PER_REQUEST)
     found: str | None = None
     for namespace in snapshot.namespace_names():
-        examined[0] -= 1
-        if examined[0] < 0:
+        examined.left -= 1
+        if examined.left < 0:
             return namespace  # past the bound, taken as covered: reserved, not waved through
         if namespace.endswith(fragment):
             if not hosts.is_public_suffix(namespace):
@@ -504,10 +522,10 @@ def _own_service_names(ctx: Context) -> Iterator[tuple[str, str, str]]:
     looked at counted in the request's ``examined``."""
     namespace = ctx.namespace
     suffix = servicenames.fqdn_suffix(namespace, ctx.cluster_domain)
-    examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+    examined = ctx.examined if ctx.examined is not None else Allowance(MAX_EXAMINED_PER_REQUEST)
     for name in ctx.snapshot.service_names_in(namespace):
-        examined[0] -= 1
-        if examined[0] < 0:
+        examined.left -= 1
+        if examined.left < 0:
             return
         short, svc = servicenames.aliases(name, namespace)
         yield name + suffix, svc, short
@@ -675,7 +693,7 @@ def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
     if "." in host:
         return
     if host.startswith("*"):  # *eviews covers the short name reviews
-        examined = ctx.examined if ctx.examined is not None else [MAX_EXAMINED_PER_REQUEST]
+        examined = ctx.examined if ctx.examined is not None else Allowance(MAX_EXAMINED_PER_REQUEST)
         covered = (
             Match(name, owner, Relation.COVERS)
             for name in ctx.snapshot.service_names_ending(host[1:], examined)
@@ -685,18 +703,18 @@ def short_name_service(host: str, ctx: Context) -> Iterator[Finding]:
         covered = (
             Match(host, owner, Relation.EQUAL) for owner in _visible_services_called(host, ctx)
         )
-    budget = ctx.budget if ctx.budget is not None else [MAX_MATCHES_PER_REQUEST]
+    budget = ctx.budget if ctx.budget is not None else Allowance(MAX_MATCHES_PER_REQUEST)
     found = (kubernetes_service(host, ctx, match) for match in _counted(covered, budget))
     yield from _capped(host, (f for f in found if f is not None))
-    if budget[0] < 0:
+    if budget.left < 0:
         yield _too_many(host)
 
 
-def _counted(matches: Iterable[Match], budget: list[int]) -> Iterator[Match]:
+def _counted(matches: Iterable[Match], budget: Allowance) -> Iterator[Match]:
     """``matches``, each taking one off the request's ``budget``, until it is spent."""
     for match in matches:
-        budget[0] -= 1
-        if budget[0] < 0:
+        budget.left -= 1
+        if budget.left < 0:
             return
         yield match
 
@@ -707,8 +725,8 @@ def registry_conflicts(
     first: Match,
     matches: Iterator[Match],
     *,
-    budget: list[int],
-    examined: list[int],
+    budget: Allowance,
+    examined: Allowance,
 ) -> list[Finding]:
     """Every owner in the registry that the host collides with, at most a few per code, from
     its matches (``first`` already taken from them: a free host has none, and ``evaluate``
@@ -725,8 +743,8 @@ def registry_conflicts(
     found: list[Finding] = []
     skip = None if host in ctx.newcomers else ctx.skip
     for match in itertools.chain((first,), matches):
-        budget[0] -= 1
-        if budget[0] < 0:
+        budget.left -= 1
+        if budget.left < 0:
             break
         owner = match.owner
         if (
@@ -744,8 +762,8 @@ def registry_conflicts(
         if finding is not None:
             found.append(finding)
     found = _capped(host, found)
-    if budget[0] < 0 or examined[0] < 0:
-        found.append(_too_many(host, examined=budget[0] >= 0))
+    if budget.left < 0 or examined.left < 0:
+        found.append(_too_many(host, examined=budget.left >= 0))
     return found
 
 
@@ -1069,7 +1087,7 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
     domain = ctx.cluster_domain
     budget, examined = ctx.budget, ctx.examined
     if budget is None or examined is None:
-        budget, examined = [MAX_MATCHES_PER_REQUEST], [MAX_EXAMINED_PER_REQUEST]
+        budget, examined = Allowance(MAX_MATCHES_PER_REQUEST), Allowance(MAX_EXAMINED_PER_REQUEST)
         ctx = ctx._replace(budget=budget, examined=examined)
     for host in claim.hosts:
         wildcard = host.startswith("*")
@@ -1093,7 +1111,7 @@ def evaluate(claim: Claim, ctx: Context) -> list[Finding]:
             findings.extend(
                 registry_conflicts(host, ctx, first, matches, budget=budget, examined=examined)
             )
-        elif examined[0] < 0:  # a partial wildcard that examined too many names
+        elif examined.left < 0:  # a partial wildcard that examined too many names
             findings.append(_too_many(host, examined=True))
     if claim.targets or (claim.resolves_hosts and _may_reach_a_denied_name(claim.hosts, ctx)):
         findings.extend(target_findings(claim, ctx))
