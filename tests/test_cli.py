@@ -388,6 +388,10 @@ def test_serve_with_no_flags_prints_a_curl_command_that_works(
         assert answer["kind"] == "AdmissionReview"
         assert answer["response"]["uid"] == "00000000-0000-0000-0000-000000000001"
         assert answer["response"]["allowed"] is False
+        # The first signal starts the drain (5 s by default), a second one stops at once.
+        proc.send_signal(signal.SIGTERM)
+        while "draining for 5.0 s" not in (line := proc.stderr.readline()):
+            assert line, "serve stopped without draining"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

@@ -134,7 +134,8 @@ def test_serve_follows_the_cluster(fake: FakeApiServer, tmp_path: Path) -> None:
     port, ops = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "webhook.cli", "serve", "--kubeconfig", str(fake.kubeconfig(tmp_path / "kc")),
-         "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(ops), "--no-audit-stdout"],
+         "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(ops), "--no-audit-stdout",
+         "--drain-seconds", "0"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
