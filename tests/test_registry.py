@@ -19,62 +19,6 @@ from tests.factories import (
 from webhook.core import claims
 from webhook.core.registry import RegistryBuilder, Relation, Snapshot
 
-
-@pytest.mark.parametrize(
-    ("obj", "hosts", "aliases"),
-    [
-        pytest.param(make_service("reviews", "bookinfo"), ("reviews.bookinfo.svc.cluster.local",), ("reviews.bookinfo", "reviews.bookinfo.svc"), id="a-service-and-its-aliases"),
-        pytest.param(make_service_entry("s", "team-a", ["API.stripe.com.", "api.stripe.com", "*.Stripe.com"]), ("api.stripe.com", "*.stripe.com"), (), id="entry-hosts-normalised-and-deduplicated"),
-    ],
-)  # fmt: skip
-def test_claims(obj: dict[str, Any], hosts: tuple[str, ...], aliases: tuple[str, ...]) -> None:
-    kind = claims.kind_of(obj)
-    claim = (
-        claims.service_claim(obj, cluster_domain="cluster.local")
-        if kind == claims.SERVICE
-        else claims.service_entry_claim(obj)
-    )
-    assert (claim.hosts, claim.aliases) == (hosts, aliases)
-
-
-@pytest.mark.parametrize(
-    ("spec", "problem"),
-    [
-        pytest.param("garbage", "spec must be an object", id="spec-not-an-object"),
-        pytest.param({"hosts": "a.com"}, "spec.hosts must be a list", id="hosts-not-a-list"),
-        pytest.param({"hosts": []}, "at least one host", id="no-hosts"),
-        pytest.param(
-            {"hosts": [f"h{i}.com" for i in range(257)]}, "257 entries", id="too-many-hosts"
-        ),
-        pytest.param({"hosts": ["a.com"], "ports": [{}] * 257}, "257 entries", id="too-many-ports"),
-        pytest.param(
-            {"hosts": ["a.com"], "exportTo": [1]}, "list of strings", id="export-to-not-strings"
-        ),
-        pytest.param({"hosts": ["a.com"], "endpoints": {}}, "spec.endpoints must be a list", id="endpoints-not-a-list"),
-        pytest.param({"hosts": ["a.com"], "endpoints": ["1.2.3.4"]}, "spec.endpoints[0] must be an object", id="an-endpoint-not-an-object"),
-        pytest.param({"hosts": ["a.com"], "endpoints": [{"address": 7}]}, "spec.endpoints[0].address must be a string", id="an-address-not-a-string"),
-        pytest.param({"hosts": ["a.com"], "endpoints": [{}] * 4097}, "4097 entries", id="too-many-endpoints"),
-        pytest.param({"hosts": ["a.com"], "addresses": "10.0.0.0/8"}, "spec.addresses must be a list", id="addresses-not-a-list"),
-        pytest.param({"hosts": ["a.com"], "addresses": [None]}, "spec.addresses[0] must be a string", id="an-address-of-null"),
-        pytest.param({"hosts": ["a.com"], "addresses": ["10.0.0.1"] * 4097}, "4097 entries", id="too-many-addresses"),
-    ],
-)  # fmt: skip
-def test_shape_problems_are_named(spec: Any, problem: str) -> None:
-    claim = claims.service_entry_claim({"metadata": {"name": "x", "namespace": "y"}, "spec": spec})
-    assert any(problem in p for p in claim.problems)
-
-
-def test_invalid_hosts_are_reported_with_their_index() -> None:
-    claim = claims.service_entry_claim(make_service_entry(hosts=["ok.com", "bad_host.com", 7]))
-    assert claim.hosts == ("ok.com",)
-    assert [(i, raw) for i, raw, _ in claim.invalid] == [(1, "bad_host.com"), (2, 7)]
-
-
-def test_the_service_export_annotation_is_read() -> None:
-    svc = make_service("api", "team-a", annotations={"networking.istio.io/exportTo": ". , team-b"})
-    assert claims.service_claim(svc, cluster_domain="cluster.local").export_to == (".", "team-b")
-
-
 SNAPSHOT = make_snapshot(
     make_namespace("bookinfo", {"team": "books"}),
     make_service("reviews", "bookinfo"),
@@ -499,39 +443,6 @@ def test_services_are_found_by_name_in_any_namespace() -> None:
     assert sorted(snapshot.namespace_names()) == ["empty", "ns-a", "ns-b"]
     assert snapshot.has_namespace("empty") and snapshot.has_namespace("ns-a")
     assert not snapshot.has_namespace("ns-c")
-
-
-@pytest.mark.parametrize(
-    ("spec", "targets", "resolves_hosts"),
-    [
-        pytest.param({"resolution": "DNS"}, (), True, id="no-endpoints-the-hosts-are-resolved"),
-        pytest.param({}, (), True, id="no-resolution-is-none-the-hosts-are-passed-through"),
-        pytest.param({"resolution": "STATIC"}, (), False, id="static-without-endpoints-goes-nowhere"),
-        pytest.param({"resolution": "STATIC", "workloadSelector": {"labels": {"app": "vm"}}}, (), False, id="a-workload-selector-picks-the-endpoints"),
-        pytest.param({"resolution": "STATIC", "endpoints": [{"address": "192.0.2.1"}, {"network": "far"}]}, (("spec.endpoints[0].address", "192.0.2.1"),), False, id="endpoints-are-targets"),
-        pytest.param({"resolution": "NONE", "addresses": ["10.0.0.0/16"]}, (("spec.addresses[0]", "10.0.0.0/16"),), True, id="addresses-are-targets"),
-    ],
-)  # fmt: skip
-def test_where_a_service_entrys_traffic_goes(
-    spec: dict[str, Any], targets: tuple[tuple[str, str], ...], resolves_hosts: bool
-) -> None:
-    claim = claims.service_entry_claim(make_service_entry("e", "ns", ["a.example.com"], **spec))
-    assert (claim.targets, claim.resolves_hosts, claim.problems) == (targets, resolves_hosts, ())
-
-
-@pytest.mark.parametrize(
-    ("spec", "ips"),
-    [
-        pytest.param({"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1", "FD00::0001"]}, ("10.96.0.1", "fd00::1"), id="dual-stack-compressed-once-each"),
-        pytest.param({"clusterIP": "None", "clusterIPs": ["None"]}, (), id="a-headless-service-has-none"),
-        pytest.param({"clusterIP": "", "type": "ExternalName"}, (), id="an-external-name-service-has-none"),
-        pytest.param({"clusterIPs": [7, "not-an-ip", "10.96.0.2"]}, ("10.96.0.2",), id="only-ips-are-kept"),
-    ],
-)  # fmt: skip
-def test_a_services_cluster_ips(spec: dict[str, Any], ips: tuple[str, ...]) -> None:
-    service = make_service("a", "ns")
-    service["spec"].update(spec)
-    assert claims.service_claim(service, cluster_domain="cluster.local").cluster_ips == ips
 
 
 @pytest.mark.parametrize(
