@@ -357,6 +357,58 @@ def lookup_costs(rounds: int = 15) -> tuple[dict[str, float], dict[str, float]]:
     return best, endpoint_costs(snapshots[100_000], policy)
 
 
+def metrics_costs(rounds: int = 7, calls: int = 200_000) -> dict[str, float]:
+    """What recording one request costs (its result, one finding, its latency): with plain
+    counters read at scrape time, and with prometheus-client's metrics (labelled children looked
+    up once, as the server does). The best of ``rounds``, in µs."""
+    import bisect
+    import timeit
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from webhook.metrics import LATENCY_BUCKETS
+
+    class Plain:
+        """What the server used before: plain counters and buckets, read at scrape time."""
+
+        def __init__(self) -> None:
+            self.requests = {("validate", "denied"): 0}
+            self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+            self.sum = 0.0
+            self.findings: dict[tuple[str, str, str], int] = {}
+
+    plain = Plain()
+
+    def with_ours() -> None:
+        plain.requests["validate", "denied"] += 1
+        plain.buckets[bisect.bisect_left(LATENCY_BUCKETS, 0.0004)] += 1
+        plain.sum += 0.0004
+        key = ("validate", "ConflictServiceEntry", "denied")
+        plain.findings[key] = plain.findings.get(key, 0) + 1
+
+    registry = CollectorRegistry()
+    requests = Counter("r", "r", ["webhook", "result"], registry=registry)
+    findings = Counter("f", "f", ["webhook", "code", "outcome"], registry=registry)
+    latency = Histogram("l", "l", ["webhook"], buckets=LATENCY_BUCKETS, registry=registry)
+    request_child = requests.labels("validate", "denied")
+    latency_child = latency.labels("validate")
+    finding_children: dict[tuple[str, str, str], Any] = {}
+
+    def with_client() -> None:
+        request_child.inc()
+        latency_child.observe(0.0004)
+        key = ("validate", "ConflictServiceEntry", "denied")
+        child = finding_children.get(key)
+        if child is None:
+            child = finding_children[key] = findings.labels(*key)
+        child.inc()
+
+    return {
+        name: min(timeit.repeat(fn, number=calls, repeat=rounds)) / calls * 1e6
+        for name, fn in (("ours", with_ours), ("client", with_client))
+    }
+
+
 def endpoint_costs(snapshot: Any, policy: Any, rounds: int = 7) -> dict[str, float]:
     """The whole /validate or /mutate endpoint in process, per kind of request at 100k entries:
     the body read, the parse, the decision, the audit record, the events and metrics, and the
@@ -601,6 +653,18 @@ def markdown(result: dict[str, Any]) -> str:
         *(
             [
                 "",
+                f"Recording a request in the metrics (its result, a finding, its latency): "
+                f"{result['metrics_us']['ours']:.2f} µs with plain counters, "
+                f"{result['metrics_us']['client']:.2f} µs with prometheus-client's (what the server uses); the difference "
+                f"is {(result['metrics_us']['client'] - result['metrics_us']['ours']) / result['cases'][-1]['cpu_us_per_request'] * 100:.1f}% "
+                f"of the server's CPU time per request ({result['cases'][-1]['cpu_us_per_request']:.0f} µs).",
+            ]
+            if "metrics_us" in result
+            else []
+        ),
+        *(
+            [
+                "",
                 f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
                 f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
                 f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",
@@ -728,6 +792,7 @@ def main() -> None:
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
     costs, endpoint = lookup_costs()
+    metrics_us = metrics_costs()
     floor = library_floor_mb()
     lookup_ratio = max(
         costs["free_100k"] / costs["free_0"], costs["conflict_100k"] / costs["conflict_1k"]
@@ -751,6 +816,7 @@ def main() -> None:
         "lookup_us": {k: round(v, 2) for k, v in costs.items()},
         "lookup_ratio": round(lookup_ratio, 3),
         "endpoint_us": {k: round(v, 1) for k, v in endpoint.items()},
+        "metrics_us": {k: round(v, 2) for k, v in metrics_us.items()},
         "cases": cases,
         "elapsed_s": round(time.monotonic() - started, 1),
     }

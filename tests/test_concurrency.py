@@ -107,7 +107,7 @@ def test_two_replicas_admit_two_concurrent_creates_and_the_scan_finds_the_duplic
             thread.join(30)
         proxy.close()
         served = [
-            srv.runtime.metrics.admission.requests["validate", "allowed"] for srv in (first, second)
+            srv.runtime.metrics.admission.count("validate", "allowed") for srv in (first, second)
         ]
     assert results == {"team-a": True, "team-b": True}, "both creates got in: the race"
     assert served == [1, 1], "each replica judged one of the two"

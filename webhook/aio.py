@@ -1,29 +1,8 @@
-"""The running event loop, looked up once (shell).
-
-``asyncio.get_running_loop()`` and ``asyncio.current_task()`` make a ``getpid()`` system call on
-every call (CPython checks that the process has not forked). On the admission path that is two
-or three system calls per request, as many as the response itself. A server runs on one loop,
-so the loop is looked up once, and again only after it has closed (a process that runs several
-servers in turn, as the tests do).
-"""
+"""Deadlines for tasks on the event loop (shell)."""
 
 from __future__ import annotations
 
 import asyncio
-
-
-class LoopRef:
-    __slots__ = ("_loop",)
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def get(self) -> asyncio.AbstractEventLoop:
-        """The running loop (call it from a coroutine or a callback on that loop)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
 
 
 class Deadlines:
@@ -36,11 +15,10 @@ class Deadlines:
 
     SWEEP_EVERY_S = 1.0
 
-    __slots__ = ("_armed", "_expired", "_loop", "_waiting", "seconds")
+    __slots__ = ("_armed", "_expired", "_waiting", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._loop = LoopRef()
         self._waiting: dict[asyncio.Task[object], float] = {}
         self._expired: set[asyncio.Task[object]] = set()
         # The loop a sweep is pending on. Compared, not just set: a loop that closed with its
@@ -48,7 +26,7 @@ class Deadlines:
         self._armed: asyncio.AbstractEventLoop | None = None
 
     def begin(self, task: asyncio.Task[object]) -> None:
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         if self._armed is not loop:
             if self._armed is not None:  # left over from a loop that is gone
                 self._waiting.clear()
@@ -66,7 +44,7 @@ class Deadlines:
         return False
 
     def _sweep(self) -> None:
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         oldest = loop.time() - self.seconds
         late = [task for task, started in self._waiting.items() if started <= oldest]
         for task in late:

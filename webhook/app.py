@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhook import logs
-from webhook.aio import Deadlines, LoopRef
+from webhook.aio import Deadlines
 from webhook.audit import (
     DROPPED,
     AdmissionRecord,
@@ -81,7 +81,6 @@ class AdmissionEndpoint:
         self.judge = judge
         self._stats = runtime.metrics.admission
         self._unrecorded_logged = -UNRECORDED_LOG_EVERY_S
-        self._loop = LoopRef()
         self._body_deadlines = Deadlines(runtime.body_deadline_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -197,7 +196,7 @@ class AdmissionEndpoint:
         # A client that trickles its body cannot hold a request open: the API server gives up
         # on us after at most 30 s anyway. (One sweep for all requests: asyncio.timeout costs
         # 5 µs here, a timer of our own 2 µs.)
-        task = asyncio.current_task(self._loop.get())
+        task = asyncio.current_task()
         deadlines = self._body_deadlines
         deadlines.seconds = wait = self.runtime.body_deadline_s
         if task is not None:

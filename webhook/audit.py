@@ -24,7 +24,6 @@ from typing import Any, Protocol, TypedDict
 import orjson
 
 from webhook import logs, supervise
-from webhook.aio import LoopRef
 from webhook.core.admission import AdmissionRequest
 from webhook.core.outcomes import DENIED
 from webhook.core.review import Verdict
@@ -419,7 +418,6 @@ class AuditLog:
             None
         )
         self._thread: threading.Thread | None = None
-        self._loop = LoopRef()
         # Records handed to the writer and not settled (counted on the event loop's thread).
         self.pending = 0
         # When the writer began the commit it is in (monotonic), or None while it waits.
@@ -471,7 +469,7 @@ class AuditLog:
         if self.pending + len(self._group) >= self.max_pending:
             self._stall("queue_full", 1)
             return DROPPED
-        loop = self._loop.get()
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         if not self._group:
             loop.call_soon(self._hand_off)
@@ -485,7 +483,7 @@ class AuditLog:
         futures = [future for _, future in group]
         self.pending += len(futures)
         # One timer per group, not per request.
-        self._loop.get().call_later(self.deadline_s, self._expire, futures)
+        asyncio.get_running_loop().call_later(self.deadline_s, self._expire, futures)
         self._queue.put(group)
 
     def _expire(self, futures: list[asyncio.Future[bool]]) -> None:

@@ -8,7 +8,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -44,13 +51,11 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     def __init__(self) -> None:
+        # No *_created series: a counter's start time says nothing a dashboard uses.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        # The metrics every request touches (requests, latency, findings, denials by namespace)
-        # are plain counters read at scrape time: the client library's locked values cost more
-        # than the rest of a clean decision.
-        self.admission = AdmissionStats()
-        r.register(self.admission)
+        self.admission = AdmissionStats(r)
         r.register(_ThreadCollector())
         self.gc_pauses = GcPauses()
         r.register(self.gc_pauses)
@@ -219,78 +224,70 @@ class GcPauses:
 
 
 class AdmissionStats:
-    """Requests by webhook and result, and the latency histogram, without locks: only the
-    event loop thread writes them, and a scrape reads whole integers."""
+    """Requests by webhook and result, findings, denials by namespace and the latency
+    histogram, in prometheus-client's metrics. Its labelled children are looked up once each:
+    recording a request then costs about 1.5 µs, a microsecond more than plain counters would,
+    half a percent of the server's time per request (``bench/run.py`` prints both)."""
 
     RESULTS = RESULTS
     WEBHOOKS = ("validate", "mutate")
 
-    def __init__(self) -> None:
-        self.requests = {(w, r): 0 for w in self.WEBHOOKS for r in self.RESULTS}
-        # Per webhook: counts per bucket (one more for +Inf), and the sum of observations.
-        self.buckets = {w: [0] * (len(LATENCY_BUCKETS) + 1) for w in self.WEBHOOKS}
-        self.sums = dict.fromkeys(self.WEBHOOKS, 0.0)
-        self.findings: dict[tuple[str, str, str], int] = {}  # (webhook, code, outcome)
-        # By namespace label: the caller bounds the labels (Runtime.namespace_label).
-        self.denials: dict[str, int] = {}
+    def __init__(self, registry: CollectorRegistry) -> None:
+        requests = Counter(
+            "seguard_admission_requests",
+            "Admission requests answered, by webhook and result.",
+            ["webhook", "result"],
+            registry=registry,
+        )
+        self._findings = Counter(
+            "seguard_admission_findings",
+            "Findings, by webhook, reason code and outcome.",
+            ["webhook", "code", "outcome"],
+            registry=registry,
+        )
+        self._denials = Counter(
+            "seguard_admission_denials_by_namespace",
+            "Denied requests by namespace; past the first 100 namespaces seen, as _other.",
+            ["namespace"],
+            registry=registry,
+        )
+        latency = Histogram(
+            "seguard_admission_duration_seconds",
+            "Time from the first byte of a request to the response, by webhook.",
+            ["webhook"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # Every webhook and result is shown from the start, at 0.
+        self._requests = {
+            (w, r): requests.labels(w, r) for w in self.WEBHOOKS for r in self.RESULTS
+        }
+        self._latency = {w: latency.labels(w) for w in self.WEBHOOKS}
+        self._finding_children: dict[tuple[str, str, str], Any] = {}
+        self._denial_children: dict[str, Any] = {}
 
     def finding(self, webhook: str, code: str, outcome: str) -> None:
         key = (webhook, code, outcome)
-        self.findings[key] = self.findings.get(key, 0) + 1
+        child = self._finding_children.get(key)
+        if child is None:
+            child = self._finding_children[key] = self._findings.labels(*key)
+        child.inc()
 
     def denial(self, namespace_label: str) -> None:
-        self.denials[namespace_label] = self.denials.get(namespace_label, 0) + 1
+        child = self._denial_children.get(namespace_label)
+        if child is None:
+            child = self._denial_children[namespace_label] = self._denials.labels(namespace_label)
+        child.inc()
 
     def observe(self, webhook: str, result: str | None, seconds: float) -> None:
         """One request; ``result`` is None for one refused before a decision (a 4xx)."""
         if result is not None:
-            self.requests[webhook, result] += 1
-        self.buckets[webhook][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.sums[webhook] += seconds
+            self._requests[webhook, result].inc()
+        self._latency[webhook].observe(seconds)
 
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "seguard_admission_requests",
-            "Admission requests answered, by webhook and result.",
-            labels=["webhook", "result"],
-        )
-        for (webhook, result), count in self.requests.items():
-            requests.add_metric([webhook, result], float(count))
-        yield requests
-        findings = CounterMetricFamily(
-            "seguard_admission_findings",
-            "Findings, by webhook, reason code and outcome.",
-            labels=["webhook", "code", "outcome"],
-        )
-        for (webhook, code, outcome), count in list(self.findings.items()):
-            findings.add_metric([webhook, code, outcome], float(count))
-        yield findings
-        denials = CounterMetricFamily(
-            "seguard_admission_denials_by_namespace",
-            "Denied requests by namespace; past the first 100 namespaces seen, as _other.",
-            labels=["namespace"],
-        )
-        for namespace, count in list(self.denials.items()):
-            denials.add_metric([namespace], float(count))
-        yield denials
-        latency = HistogramMetricFamily(
-            "seguard_admission_duration_seconds",
-            "Time from the first byte of a request to the response, by webhook.",
-            labels=["webhook"],
-        )
-        for webhook in self.WEBHOOKS:
-            running = 0
-            cumulative = []
-            for bound, count in zip(
-                [*map(str, LATENCY_BUCKETS), "+Inf"], self.buckets[webhook], strict=True
-            ):
-                running += count
-                cumulative.append((bound, float(running)))
-            latency.add_metric([webhook], cumulative, self.sums[webhook])
-        yield latency
+    def count(self, webhook: str, result: str) -> int:
+        """Requests answered so far by ``webhook`` with ``result``."""
+        return int(self._requests[webhook, result]._value.get())
 
 
 class _SourceCollector:
