@@ -21,9 +21,9 @@ from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from tests.test_deploy import render
 from webhook import kube
+from webhook.core.findings import Code, finding_of
 from webhook.core.policy import Action
 from webhook.core.review import Verdict
-from webhook.core.rules import Code, finding_of
 from webhook.events import EventRecorder, denied_messages, event_of
 from webhook.rollout import RolloutManager
 from webhook.scanner import LeaseElector

@@ -20,9 +20,9 @@ from tests.factories import (
 )
 from webhook.core import outcomes, review
 from webhook.core.admission import parse_review
+from webhook.core.findings import Code, finding_of
 from webhook.core.policy import Action, Mode
 from webhook.core.registry import Snapshot
-from webhook.core.rules import Code, finding_of
 from webhook.core.scan import Violation, denying
 
 # The cluster the fixtures meet: team-a already has its stripe entry (so the captured CREATE and

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from tests.factories import (
 )
 from tests.test_registry import CountingMapping
 from webhook.core import review, rules
-from webhook.core.policy import _CONFLICT_FIELDS, Action, default_policy
 from webhook.core.registry import Snapshot
 
 REGISTRY = make_snapshot(
@@ -682,24 +680,3 @@ def test_a_partial_wildcard_over_a_crowded_domain_is_judged_and_bounded(
     assert "TooManyMatches" in verdict.codes
     assert "more than 1000 registered names looked at" in verdict.message
     assert verdict.allowed is False
-
-
-def _readme_reasons() -> dict[str, str]:
-    """The README's table of reason codes: code to its action column."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = text.split("### Reason codes", 1)[1].split("\n\n", 2)[1]
-    rows = [line.split("|") for line in table.splitlines()[2:]]
-    return {cells[1].strip().strip("`"): cells[3].strip() for cells in rows}
-
-
-def test_every_reason_code_is_one_row_of_the_table_and_one_line_of_the_readme() -> None:
-    assert set(rules.REASONS) == set(rules.Code)
-    documented = _readme_reasons()
-    assert set(documented) == {str(code) for code in rules.Code}
-    fields = {snake: camel for camel, snake in _CONFLICT_FIELDS.items()}
-    for code, reason in rules.REASONS.items():
-        action = documented[str(code)]
-        assert reason.always_deny is action.startswith("always Deny"), code
-        if reason.conflict:
-            assert action == f"`conflicts.{fields[reason.conflict]}`", code
-            assert rules.conflict_action(code, default_policy().rules) in Action

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple, Protocol
 
 from webhook.core import admission, claims, rules
 from webhook.core.defaults import apply_defaults
+from webhook.core.findings import ALWAYS_DENY, Code, Finding, finding_of, summary
 from webhook.core.outcomes import ALLOWED, AUDITED, DENIED, EXEMPTED, WARNED
 from webhook.core.policy import Action, Mode, Policy, Rules
 from webhook.core.registry import Snapshot
-from webhook.core.rules import Code, Finding
 
 # A dry-run ServiceEntry with this annotation is the safe rollout's probe: the validating
 # webhook denies it with RolloutProbe, which proves the API server calls us and heeds the answer.
@@ -26,7 +26,7 @@ def outcome_of(finding: Finding, mode: Mode, exempt: bool) -> str:
     """What becomes of one finding, in a namespace of ``mode``, for a requester who is
     ``exempt`` or not: the one rule admission (``decide``) and the scan (``denying``) share.
     Invalid objects are denied whatever the mode or exemption."""
-    if finding.code in rules.ALWAYS_DENY:
+    if finding.code in ALWAYS_DENY:
         return DENIED
     if exempt:
         return EXEMPTED
@@ -83,7 +83,7 @@ def _skip() -> Verdict:
 
 
 def unavailable(what: str) -> Verdict:
-    finding = rules.finding_of(
+    finding = finding_of(
         Code.POLICY_UNAVAILABLE,
         "",
         Action.DENY,
@@ -192,7 +192,7 @@ def decide(findings: list[Finding], mode: Mode, exemption: str | None) -> Verdic
             denials.append(finding.message)
         elif outcome == WARNED or (outcome == EXEMPTED and mode is not Mode.AUDIT):
             prefix = f"exempt ({exemption}): " if outcome == EXEMPTED else ""
-            warnings.append(prefix + rules.summary(finding))
+            warnings.append(prefix + summary(finding))
     if denials:
         result = DENIED
     elif WARNED in outcomes:
@@ -242,7 +242,7 @@ def validate(
     if _not_judged(req) is not None:
         return _skip()
     if _is_probe(req):
-        probe = rules.finding_of(
+        probe = finding_of(
             Code.ROLLOUT_PROBE,
             "",
             Action.DENY,

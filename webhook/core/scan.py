@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from webhook.core import rules
 from webhook.core.claims import SERVICE_ENTRY, Claim
+from webhook.core.findings import Finding
 from webhook.core.outcomes import DENIED
 from webhook.core.policy import Mode, Policy
 from webhook.core.registry import Snapshot
 from webhook.core.review import outcome_of
-from webhook.core.rules import Finding
 
 # About a millisecond of judging between two pauses.
 PAUSE_EVERY = 50
