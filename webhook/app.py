@@ -83,6 +83,10 @@ class AdmissionEndpoint:
         self._unrecorded_logged = -UNRECORDED_LOG_EVERY_S
         self._body_deadlines = Deadlines(runtime.body_deadline_s)
 
+    def _fields(self, event: str, req: admission.AdmissionRequest) -> dict[str, object]:
+        """The fields of a log line about one request."""
+        return logs.fields(event, webhook=self.webhook, namespace=req.namespace, name=req.name)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status, body, result = await self.answer(scope, receive)
@@ -173,12 +177,7 @@ class AdmissionEndpoint:
                 self.webhook,
                 req.namespace,
                 req.name,
-                extra=logs.fields(
-                    "audit.unavailable",
-                    webhook=self.webhook,
-                    namespace=req.namespace,
-                    name=req.name,
-                ),
+                extra=self._fields("audit.unavailable", req),
             )
         return _denial(
             req,
@@ -243,12 +242,7 @@ class AdmissionEndpoint:
                 self.webhook,
                 req.namespace,
                 req.name,
-                extra=logs.fields(
-                    "admission.internal_error",
-                    webhook=self.webhook,
-                    namespace=req.namespace,
-                    name=req.name,
-                ),
+                extra=self._fields("admission.internal_error", req),
             )
             self.runtime.metrics.internal_errors.labels(self.webhook).inc()
             message = (
@@ -280,12 +274,7 @@ class AdmissionEndpoint:
                 self.webhook,
                 req.namespace,
                 req.name,
-                extra=logs.fields(
-                    "admission.internal_error",
-                    webhook=self.webhook,
-                    namespace=req.namespace,
-                    name=req.name,
-                ),
+                extra=self._fields("admission.internal_error", req),
             )
             runtime.metrics.internal_errors.labels(self.webhook).inc()
             verdict = review.internal_error(type(exc).__name__)

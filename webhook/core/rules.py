@@ -483,20 +483,14 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
         what = f'host "{host}" is the name of Service {owner.ref}'
     ref = OwnerRef(SERVICE, owner.namespace, owner.name, match.key, "*")
     if owner.namespace == ctx.namespace:
-        action = conflict_action(Code.SHADOWS_KUBERNETES_SERVICE, ctx.rules)
-        if action is Action.ALLOW:
-            return None
-        return finding_of(
+        return _conflict(
             Code.SHADOWS_KUBERNETES_SERVICE,
             host,
-            action,
+            ctx,
             f"{what} in this namespace, and Istio would merge their endpoints; "
             "use the Service itself, or pick another host",
             ref,
         )
-    action = conflict_action(Code.CONFLICT_KUBERNETES_SERVICE, ctx.rules)
-    if action is Action.ALLOW:
-        return None
     if "." not in match.key:
         # Only the proxies of the Service's namespace resolve its short name.
         why = (
@@ -505,7 +499,7 @@ def kubernetes_service(host: str, ctx: Context, match: Match) -> Finding | None:
         )
     else:
         why = " in another namespace, and would take over its traffic; pick another host"
-    return finding_of(Code.CONFLICT_KUBERNETES_SERVICE, host, action, what + why, ref)
+    return _conflict(Code.CONFLICT_KUBERNETES_SERVICE, host, ctx, what + why, ref)
 
 
 def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
@@ -526,41 +520,41 @@ def service_entry(host: str, ctx: Context, match: Match) -> Finding | None:
     export_to = render_export_to(owner.export_to, default)
     ref = OwnerRef(SERVICE_ENTRY, owner.namespace, owner.name, match.key, export_to)
     if match.relation is not Relation.EQUAL:
-        action = conflict_action(Code.WILDCARD_OVERLAP, ctx.rules)
-        if action is Action.ALLOW:
-            return None
-        return finding_of(
+        return _conflict(
             Code.WILDCARD_OVERLAP,
             host,
-            action,
+            ctx,
             f'host "{host}" overlaps "{match.key}" of ServiceEntry {owner.ref} '
             f"(exportTo: {export_to}); use hosts that do not overlap, or ask its owners",
             ref,
         )
     if same:
-        action = conflict_action(Code.DUPLICATE_HOST, ctx.rules)
-        if action is Action.ALLOW:
-            return None
-        return finding_of(
+        return _conflict(
             Code.DUPLICATE_HOST,
             host,
-            action,
+            ctx,
             f'host "{host}" is already registered by ServiceEntry {owner.ref} in this namespace, '
             f"and Istio would merge the two; add your ports or endpoints to {owner.name} instead",
             ref,
         )
-    action = conflict_action(Code.CONFLICT_SERVICE_ENTRY, ctx.rules)
-    if action is Action.ALLOW:
-        return None
     # exportTo: ["."] always ends the contest: only the two owners' namespaces would see both.
-    return finding_of(
+    return _conflict(
         Code.CONFLICT_SERVICE_ENTRY,
         host,
-        action,
+        ctx,
         f'host "{host}" is already registered by ServiceEntry {owner.ref} '
         f'(exportTo: {export_to}); ask its owners, or use exportTo: ["."]',
         ref,
     )
+
+
+def _conflict(
+    code: Code, host: str, ctx: Context, message: str, ref: OwnerRef | None = None
+) -> Finding | None:
+    """A conflict with the registry, with the action ``spec.conflicts`` gives its code (None
+    when that action is Allow)."""
+    action = conflict_action(code, ctx.rules)
+    return None if action is Action.ALLOW else finding_of(code, host, action, message, ref)
 
 
 def _visible_services_called(label: str, ctx: Context) -> Iterator[Claim]:
