@@ -318,7 +318,7 @@ def lookup_costs(rounds: int = 15) -> tuple[dict[str, float], dict[str, float]]:
 
     from bench.workload import registry_objects, request_mix
     from webhook.core import admission, review
-    from webhook.core.policy import default_policy
+    from webhook.core.policyfile import default_policy
     from webhook.core.registry import RegistryBuilder
 
     snapshots = {

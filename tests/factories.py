@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from webhook.core.admission import AdmissionRequest, parse_review
-from webhook.core.policy import Policy, default_policy, parse_policy
+from webhook.core.policy import Policy
+from webhook.core.policyfile import default_policy, parse_policy
 from webhook.core.registry import RegistryBuilder, Snapshot
 
 
@@ -118,7 +119,7 @@ def make_policy(**spec: Any) -> Policy:
         return base
     import yaml
 
-    from webhook.core.policy import DEFAULT_POLICY_YAML
+    from webhook.core.policyfile import DEFAULT_POLICY_YAML
 
     document = yaml.safe_load(DEFAULT_POLICY_YAML)
     for key, value in spec.items():

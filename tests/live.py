@@ -21,7 +21,8 @@ from webhook.app import JUDGES, create_app, create_ops_app
 from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
 from webhook.connections import Limits
 from webhook.core.admission import AdmissionRequest
-from webhook.core.policy import Policy, default_policy
+from webhook.core.policy import Policy
+from webhook.core.policyfile import default_policy
 from webhook.core.registry import Snapshot
 from webhook.core.review import Judge, Verdict
 from webhook.metrics import Metrics

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from webhook.core import findings
-from webhook.core.policy import _CONFLICT_FIELDS, Action, default_policy
+from webhook.core.policy import Action
+from webhook.core.policyfile import _CONFLICT_FIELDS, default_policy
 
 
 def _readme_reasons() -> dict[str, str]:

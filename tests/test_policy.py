@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from tests.factories import make_policy
-from webhook.core.policy import (
+from webhook.core.policy import Action, Mode
+from webhook.core.policyfile import (
     DEFAULT_POLICY_YAML,
-    Action,
-    Mode,
     PolicyError,
     default_policy,
     parse_policy,

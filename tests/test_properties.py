@@ -26,7 +26,7 @@ from tests.factories import (
 from webhook import app as app_module
 from webhook.app import create_app
 from webhook.audit import AuditLog
-from webhook.core import claims, hosts, policy, review, rules
+from webhook.core import claims, hosts, policyfile, review, rules
 from webhook.core import scan as scan_mod
 from webhook.core.admission import parse_review
 from webhook.runtime import Runtime
@@ -188,8 +188,8 @@ def test_any_service_entry_spec_gives_a_claim_not_a_crash(spec: Any) -> None:
 def test_any_policy_document_parses_or_names_its_errors(document: Any) -> None:
     errors: list[str] = []
     try:
-        policy.parse_policy(document)
-    except policy.PolicyError as exc:
+        policyfile.parse_policy(document)
+    except policyfile.PolicyError as exc:
         errors = exc.errors or ["(a PolicyError with no errors)"]
     assert all(":" in line for line in errors)
 

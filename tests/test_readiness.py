@@ -6,7 +6,7 @@ import pytest
 
 from tests.factories import empty_snapshot
 from webhook.audit import AuditLog
-from webhook.core.policy import default_policy
+from webhook.core.policyfile import default_policy
 from webhook.runtime import Runtime
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from webhook import reload, supervise
 from webhook.audit import AuditLog
-from webhook.core.policy import parse_policy_text
+from webhook.core.policyfile import parse_policy_text
 from webhook.reload import PolicyReloader
 from webhook.runtime import Runtime
 

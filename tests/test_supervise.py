@@ -18,7 +18,7 @@ from tests.live import running
 from webhook import supervise
 from webhook.audit import AuditLog
 from webhook.backoff import Backoff
-from webhook.core.policy import default_policy
+from webhook.core.policyfile import default_policy
 from webhook.core.registry import Snapshot
 from webhook.metrics import Metrics
 from webhook.runtime import Runtime

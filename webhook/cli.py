@@ -19,7 +19,8 @@ import orjson
 
 from webhook import __version__, kube, logs
 from webhook.core.outcomes import ALLOWED, DENIED, RESULTS
-from webhook.core.policy import Policy, PolicyError, default_policy, parse_policy_text
+from webhook.core.policy import Policy
+from webhook.core.policyfile import PolicyError, default_policy, parse_policy_text
 from webhook.core.registry import RegistryBuilder
 
 EXIT_OK = 0

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from webhook import certs, logs, supervise
 from webhook.audit import policy_rejected_record, timestamp
-from webhook.core.policy import PolicyError, parse_policy_text
+from webhook.core.policyfile import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
 
 log = logging.getLogger("seguard.reload")

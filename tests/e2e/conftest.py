@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.e2e.controlplane import ControlPlane, control_plane, missing_binaries
-from webhook.core.policy import DEFAULT_POLICY_YAML
+from webhook.core.policyfile import DEFAULT_POLICY_YAML
 
 
 @pytest.fixture(scope="session")

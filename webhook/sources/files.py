@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 import yaml
 
-from webhook.core.policy import API_VERSION, KIND, Policy, parse_policy
+from webhook.core.policy import API_VERSION, KIND, Policy
+from webhook.core.policyfile import parse_policy
 
 SOURCE = "files"
 SUFFIXES = (".yaml", ".yml", ".json")

@@ -1,0 +1,605 @@
+"""Reading a ServiceEntryPolicy document (pure): YAML or JSON in, a ``Policy`` out, or a
+``PolicyError`` that names every bad field by its path and says what it expected.
+
+The global rules replace the built-in lists; a namespace rule adds to the global ones (its
+``Layer``). Everything else a section leaves out is inherited from the layer under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Set as AbstractSet
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+import yaml
+
+from webhook.core import hosts
+from webhook.core.policy import (
+    API_VERSION,
+    KIND,
+    LOCATIONS,
+    RESOLUTIONS,
+    Action,
+    AuditSettings,
+    Conflicts,
+    Defaults,
+    Exemptions,
+    HostRules,
+    LabelRequirement,
+    Mode,
+    NamespaceRule,
+    NamespaceSelector,
+    Network,
+    Policy,
+    Rules,
+    Targets,
+    looks_like_an_address,
+)
+from webhook.core.shapes import describe as _describe
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used. ``errors`` holds one line per problem."""
+
+    def __init__(self, errors: list[str], *, source: str = "policy") -> None:
+        self.errors = errors
+        self.source = source
+        shown = "; ".join(errors[:5])
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"{source}: {shown}{more}")
+
+
+DEFAULT_POLICY_YAML = """\
+apiVersion: seguard.io/v1alpha1
+kind: ServiceEntryPolicy
+spec:
+  clusterDomain: cluster.local
+  mode: Enforce                      # Enforce | Warn | Audit
+  meshDefaultExportTo: ["*"]         # mirror of meshConfig.defaultServiceExportTo
+  exemptions:                        # requests from these are allowed, still audited
+    namespaces: [istio-system]
+    users: []
+    groups: []
+  hosts:
+    allowed: []                      # empty or absent: any external host may be registered
+    denied: []
+    wildcards: Allow                 # Allow | Warn | Deny
+    publicSuffixWildcards: Deny      # WildcardTooBroad
+    partialWildcards: Warn           # PartialWildcard: *foo.example.com
+  conflicts:                         # each: Deny | Warn | Allow
+    kubernetesService: Deny
+    kubernetesServiceSameNamespace: Warn
+    serviceEntry: Deny
+    serviceEntrySameNamespace: Warn
+    wildcardOverlap: Warn
+    reservedClusterDomain: Deny
+  namespaces: []                     # rules for some namespaces; the first match applies, e.g.
+  # - selector:
+  #     names: [payments]            # and/or matchLabels / matchExpressions on Namespace labels
+  #     matchLabels: {team: payments}
+  #   hosts: {allowed: ["*.stripe.com"]}   # adds to the global allowed list
+  #   mode: Warn                     # any field of spec except clusterDomain may be overridden
+  targets:                           # where the entry's traffic goes: endpoints and addresses
+    denied: [169.254.0.0/16, "fe80::/10", 127.0.0.0/8, "::1/128", 0.0.0.0/8, "fd00:ec2::254/128",
+             metadata.google.internal, metadata.azure.internal]   # CIDRs, IPs or host patterns
+    minPrefixLength: {ipv4: 8, ipv6: 32}
+    action: Deny                     # Deny | Warn | Allow, for TargetDenied and TargetTooBroad
+  defaults:                          # applied by the mutating webhook, only where absent
+    location: MESH_EXTERNAL          # null: leave alone
+    resolution: Auto                 # Auto | NONE | STATIC | DNS | DNS_ROUND_ROBIN | null
+    exportTo: null                   # e.g. ["."]
+  audit:
+    recordAllowed: false             # also record clean allows
+"""
+
+
+def default_policy() -> Policy:
+    """The built-in policy: the document of DESIGN.md section 4, with no namespace rules (its
+    payments rule is an example, not a default)."""
+    return parse_policy_text(DEFAULT_POLICY_YAML, source="built-in")
+
+
+def parse_policy_text(text: str | bytes, *, source: str = "policy") -> Policy:
+    """Parse a YAML or JSON policy document. Raises PolicyError naming every bad field."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError([f"not valid YAML{where}: {problem}"], source=source) from None
+    if len(documents) != 1:
+        raise PolicyError(
+            [f"expected exactly one YAML document, found {len(documents)}"], source=source
+        )
+    raw_bytes = text.encode() if isinstance(text, str) else text
+    return parse_policy(documents[0], source=source, digest=hashlib.sha256(raw_bytes).hexdigest())
+
+
+def parse_policy(document: object, *, source: str = "policy", digest: str = "") -> Policy:
+    checker = _Checker()
+    policy = checker.policy(document)
+    if checker.errors:
+        raise PolicyError(checker.errors, source=source)
+    assert policy is not None
+    if not digest:
+        digest = hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return replace(policy, digest=digest, source=source)
+
+
+# --- the checker -----------------------------------------------------------------------------
+
+_SPEC_FIELDS = frozenset(
+    {
+        "clusterDomain",
+        "mode",
+        "meshDefaultExportTo",
+        "exemptions",
+        "hosts",
+        "conflicts",
+        "namespaces",
+        "defaults",
+        "audit",
+        "scan",
+        "targets",
+    }
+)
+# A namespace rule may override any field of spec except these, which are mesh-wide.
+_MESH_WIDE = frozenset({"clusterDomain", "namespaces", "scan"})
+_CONFLICT_FIELDS = MappingProxyType(
+    {
+        "kubernetesService": "kubernetes_service",
+        "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
+        "serviceEntry": "service_entry",
+        "serviceEntrySameNamespace": "service_entry_same_namespace",
+        "wildcardOverlap": "wildcard_overlap",
+        "reservedClusterDomain": "reserved_cluster_domain",
+    }
+)
+_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_MISSING = object()
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    def mapping(self, value: object, path: str, allowed: AbstractSet[str]) -> dict[str, Any] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.error(path, f"expected an object, got {_describe(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.error(
+                    f"{path}.{key}", f"unknown field; expected one of {', '.join(sorted(allowed))}"
+                )
+        return value
+
+    def string_list(self, value: object, path: str) -> list[str] | None:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(path, f"expected a list of strings, got {_describe(value)}")
+            return None
+        good: list[str] = []
+        for i, item in enumerate(value):
+            if isinstance(item, str) and item:
+                good.append(item)
+            else:
+                self.error(f"{path}[{i}]", f"expected a non-empty string, got {_describe(item)}")
+        return good
+
+    def enum(self, value: object, path: str, choices: tuple[str, ...], default: str) -> str:
+        if value is None:
+            return default
+        if value not in choices:
+            self.error(path, f"expected one of {' | '.join(choices)}, got {_describe(value)}")
+            return default
+        return str(value)
+
+    def policy(self, document: object) -> Policy | None:
+        top = self.mapping(document, "policy", {"apiVersion", "kind", "metadata", "spec"})
+        if top is None:
+            return None
+        if top.get("apiVersion") != API_VERSION:
+            self.error(
+                "apiVersion", f"expected {API_VERSION}, got {_describe(top.get('apiVersion'))}"
+            )
+        if top.get("kind") != KIND:
+            self.error("kind", f"expected {KIND}, got {_describe(top.get('kind'))}")
+        if "metadata" in top and not isinstance(top["metadata"], dict | None):
+            self.error("metadata", f"expected an object, got {_describe(top['metadata'])}")
+        spec = self.mapping(top.get("spec"), "spec", _SPEC_FIELDS)
+        if spec is None:
+            return None
+        cluster_domain = self.cluster_domain(spec.get("clusterDomain"), "spec.clusterDomain")
+        mesh_default = self.export_to(
+            spec.get("meshDefaultExportTo", _MISSING), "spec.meshDefaultExportTo"
+        )
+        base = Rules(mesh_default_export_to=mesh_default or ("*",))
+        rules = self.rules(spec, "spec", base, merge=False)
+        scan_interval = self.scan(spec.get("scan"), "spec.scan")
+        namespace_rules: list[NamespaceRule] = []
+        raw_rules = spec.get("namespaces")
+        if raw_rules is not None and not isinstance(raw_rules, list):
+            self.error("spec.namespaces", f"expected a list, got {_describe(raw_rules)}")
+        elif raw_rules:
+            for i, raw in enumerate(raw_rules):
+                rule = self.namespace_rule(raw, f"spec.namespaces[{i}]", rules)
+                if rule is not None:
+                    namespace_rules.append(rule)
+        return Policy(
+            cluster_domain=cluster_domain,
+            rules=rules,
+            namespace_rules=tuple(namespace_rules),
+            scan_interval_s=scan_interval,
+            export_defaults_vary=any(
+                rule.rules.mesh_default_export_to != rules.mesh_default_export_to
+                for rule in namespace_rules
+            ),
+        )
+
+    def cluster_domain(self, value: object, path: str) -> str:
+        if value is None:
+            return "cluster.local"
+        try:
+            domain = hosts.normalize(value)
+        except hosts.InvalidHost as exc:
+            self.error(path, f"expected a DNS domain, got {_describe(value)} ({exc.reason})")
+            return "cluster.local"
+        if hosts.is_wildcard(domain):
+            self.error(path, f"expected a DNS domain without a wildcard, got {value!r}")
+        return domain
+
+    def export_to(self, value: object, path: str) -> tuple[str, ...] | None:
+        """An exportTo list as Istio validates it; None when absent or null."""
+        if value is _MISSING or value is None:
+            return None
+        items = self.string_list(value, path)
+        if items is None:
+            return None
+        if not items:
+            self.error(path, "must not be an empty list; leave it out or use null")
+            return None
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            if item in seen:
+                self.error(f"{path}[{i}]", f"duplicate entry {item!r}")
+            seen.add(item)
+            if item not in ("*", ".", "~") and not _is_dns_label(item):
+                self.error(
+                    f"{path}[{i}]", f"expected '*', '.', '~' or a namespace name, got {item!r}"
+                )
+        for special in ("*", "~"):
+            if special in seen and len(items) > 1:
+                self.error(path, f"{special!r} must be the only entry")
+        return tuple(items)
+
+    def host_patterns(self, value: object, path: str) -> tuple[str, ...]:
+        items = self.string_list(value, path)
+        if items is None:
+            return ()
+        patterns: list[str] = []
+        for i, item in enumerate(items):
+            try:
+                patterns.append(hosts.normalize(item))
+            except hosts.InvalidHost as exc:
+                self.error(
+                    f"{path}[{i}]",
+                    f"expected a host or a '*.' wildcard pattern, got {item!r} ({exc.reason})",
+                )
+        return tuple(patterns)
+
+    def scan(self, value: object, path: str) -> float:
+        spec = self.mapping(value, path, {"interval"})
+        if not spec or spec.get("interval") is None:
+            return 300.0
+        return self.duration(spec["interval"], f"{path}.interval")
+
+    def duration(self, value: object, path: str) -> float:
+        units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        if isinstance(value, str) and value[-1:] in units and value[:-1].isdigit():
+            return int(value[:-1]) * units[value[-1]]
+        self.error(
+            path,
+            f"expected a duration such as 30s, 5m or 1h (0 turns it off), got {_describe(value)}",
+        )
+        return 300.0
+
+    def rules(self, spec: dict[str, Any], path: str, base: Rules, *, merge: bool) -> Rules:
+        """Rules from a spec, or (merge=True) a namespace override on top of ``base``."""
+        mode = Mode(self.enum(spec.get("mode"), f"{path}.mode", tuple(Mode), base.mode.value))
+        mesh_default = base.mesh_default_export_to
+        if merge:  # the global value is read into ``base`` by the caller
+            mesh_default = (
+                self.export_to(
+                    spec.get("meshDefaultExportTo", _MISSING), f"{path}.meshDefaultExportTo"
+                )
+                or mesh_default
+            )
+        return Rules(
+            mode=mode,
+            mesh_default_export_to=mesh_default,
+            exemptions=self.exemptions(spec.get("exemptions"), f"{path}.exemptions", base, merge),
+            hosts=self.host_rules(spec.get("hosts"), f"{path}.hosts", base, merge),
+            conflicts=self.conflicts(spec.get("conflicts"), f"{path}.conflicts", base),
+            defaults=self.defaults(spec.get("defaults", _MISSING), f"{path}.defaults", base),
+            audit=self.audit(spec.get("audit"), f"{path}.audit", base),
+            targets=self.targets(spec.get("targets"), f"{path}.targets", base, merge),
+        )
+
+    def exemptions(self, value: object, path: str, base: Rules, merge: bool) -> Exemptions:
+        spec = self.mapping(value, path, {"namespaces", "users", "groups"})
+        if spec is None:
+            return base.exemptions
+        found = {
+            key: frozenset(self.string_list(spec.get(key), f"{path}.{key}") or ())
+            for key in ("namespaces", "users", "groups")
+        }
+        if not merge:
+            return Exemptions(**found)
+        old = base.exemptions
+        return Exemptions(
+            namespaces=old.namespaces | found["namespaces"],
+            users=old.users | found["users"],
+            groups=old.groups | found["groups"],
+        )
+
+    def host_rules(self, value: object, path: str, base: Rules, merge: bool) -> HostRules:
+        spec = self.mapping(
+            value,
+            path,
+            {"allowed", "denied", "wildcards", "publicSuffixWildcards", "partialWildcards"},
+        )
+        if spec is None:
+            return base.hosts
+        old = base.hosts
+        allowed = self.host_patterns(spec.get("allowed"), f"{path}.allowed")
+        denied = self.host_patterns(spec.get("denied"), f"{path}.denied")
+        actions = tuple(Action)
+        return HostRules(
+            # A namespace rule adds to the global lists.
+            allowed=_unique(old.allowed + allowed) if merge else allowed,
+            denied=_unique(old.denied + denied) if merge else denied,
+            wildcards=Action(
+                self.enum(spec.get("wildcards"), f"{path}.wildcards", actions, old.wildcards.value)
+            ),
+            public_suffix_wildcards=Action(
+                self.enum(
+                    spec.get("publicSuffixWildcards"),
+                    f"{path}.publicSuffixWildcards",
+                    actions,
+                    old.public_suffix_wildcards.value,
+                )
+            ),
+            partial_wildcards=Action(
+                self.enum(
+                    spec.get("partialWildcards"),
+                    f"{path}.partialWildcards",
+                    actions,
+                    old.partial_wildcards.value,
+                )
+            ),
+        )
+
+    def targets(self, value: object, path: str, base: Rules, merge: bool) -> Targets:
+        """The targets section; a namespace rule adds to the global denied list."""
+        spec = self.mapping(value, path, {"denied", "minPrefixLength", "action"})
+        old = base.targets
+        if spec is None:
+            return old
+        networks, names = list(old.denied_networks), list(old.denied_hosts)
+        if "denied" in spec:
+            if not merge:  # the global list replaces the built-in one; a namespace's adds to it
+                networks, names = [], []
+            for i, item in enumerate(self.string_list(spec["denied"], f"{path}.denied") or ()):
+                target = self.target(item, f"{path}.denied[{i}]")
+                if isinstance(target, str):
+                    names.append(target)
+                elif target is not None:
+                    networks.append(target)
+        prefix = (
+            self.mapping(spec.get("minPrefixLength"), f"{path}.minPrefixLength", {"ipv4", "ipv6"})
+            or {}
+        )
+        return Targets(
+            denied_networks=tuple(dict.fromkeys(networks)),
+            denied_hosts=_unique(tuple(names)),
+            min_prefix_ipv4=self.prefix_length(
+                prefix.get("ipv4"), f"{path}.minPrefixLength.ipv4", 32, old.min_prefix_ipv4
+            ),
+            min_prefix_ipv6=self.prefix_length(
+                prefix.get("ipv6"), f"{path}.minPrefixLength.ipv6", 128, old.min_prefix_ipv6
+            ),
+            action=Action(
+                self.enum(spec.get("action"), f"{path}.action", tuple(Action), old.action.value)
+            ),
+        )
+
+    def target(self, item: str, path: str) -> Network | str | None:
+        """A denied target: a CIDR, an IP (a network of one address) or a host pattern."""
+        if looks_like_an_address(item):
+            try:
+                return ipaddress.ip_network(item)
+            except ValueError as exc:
+                self.error(
+                    path,
+                    f"expected a CIDR such as 169.254.0.0/16, an IP or a host pattern, got "
+                    f"{item!r} ({exc})",
+                )
+                return None
+        try:
+            return hosts.normalize(item)
+        except hosts.InvalidHost as exc:
+            self.error(
+                path,
+                f"expected a CIDR such as 169.254.0.0/16, an IP or a host pattern, got {item!r} "
+                f"({exc.reason})",
+            )
+            return None
+
+    def prefix_length(self, value: object, path: str, bits: int, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bits:
+            self.error(path, f"expected a prefix length from 0 to {bits}, got {_describe(value)}")
+            return default
+        return value
+
+    def conflicts(self, value: object, path: str, base: Rules) -> Conflicts:
+        spec = self.mapping(value, path, set(_CONFLICT_FIELDS))
+        if spec is None:
+            return base.conflicts
+        changes = {
+            attr: Action(
+                self.enum(
+                    spec.get(key),
+                    f"{path}.{key}",
+                    tuple(Action),
+                    getattr(base.conflicts, attr).value,
+                )
+            )
+            for key, attr in _CONFLICT_FIELDS.items()
+        }
+        return replace(base.conflicts, **changes)
+
+    def defaults(self, value: object, path: str, base: Rules) -> Defaults:
+        if value is _MISSING:
+            return base.defaults
+        spec = self.mapping(value, path, {"location", "resolution", "exportTo"})
+        if spec is None:
+            return base.defaults
+        old = base.defaults
+        location = old.location
+        if "location" in spec:
+            location = spec["location"]
+            if location is not None and location not in LOCATIONS:
+                self.error(
+                    f"{path}.location",
+                    f"expected {' | '.join(LOCATIONS)} or null, got {_describe(location)}",
+                )
+                location = old.location
+        resolution = old.resolution
+        if "resolution" in spec:
+            resolution = spec["resolution"]
+            if resolution is not None and resolution not in RESOLUTIONS:
+                self.error(
+                    f"{path}.resolution",
+                    f"expected {' | '.join(RESOLUTIONS)} or null, got {_describe(resolution)}",
+                )
+                resolution = old.resolution
+        export_to = old.export_to
+        if "exportTo" in spec:
+            export_to = self.export_to(spec["exportTo"], f"{path}.exportTo")
+        return Defaults(location=location, resolution=resolution, export_to=export_to)
+
+    def audit(self, value: object, path: str, base: Rules) -> AuditSettings:
+        spec = self.mapping(value, path, {"recordAllowed"})
+        if spec is None or "recordAllowed" not in spec or spec["recordAllowed"] is None:
+            return base.audit
+        flag = spec["recordAllowed"]
+        if not isinstance(flag, bool):
+            self.error(f"{path}.recordAllowed", f"expected true or false, got {_describe(flag)}")
+            return base.audit
+        return AuditSettings(record_allowed=flag)
+
+    def namespace_rule(self, raw: object, path: str, base: Rules) -> NamespaceRule | None:
+        allowed = (_SPEC_FIELDS - _MESH_WIDE) | {"selector"}
+        if isinstance(raw, dict):
+            for key in raw:
+                if key in _MESH_WIDE:
+                    self.error(
+                        f"{path}.{key}",
+                        "is mesh-wide and may be set only in spec, not per namespace",
+                    )
+        spec = self.mapping(raw, path, allowed | _MESH_WIDE)
+        if spec is None:
+            return None
+        if "selector" not in spec:
+            self.error(f"{path}.selector", "is required")
+        selector = self.selector(spec.get("selector"), f"{path}.selector")
+        rules = self.rules(spec, path, base, merge=True)
+        return NamespaceRule(selector=selector, rules=rules)
+
+    def selector(self, value: object, path: str) -> NamespaceSelector:
+        spec = self.mapping(value, path, {"names", "matchLabels", "matchExpressions"})
+        if not spec:
+            return NamespaceSelector()
+        names: frozenset[str] | None = None
+        if spec.get("names") is not None:
+            listed = self.string_list(spec["names"], f"{path}.names") or []
+            for i, name in enumerate(listed):
+                if not _is_dns_label(name):
+                    self.error(f"{path}.names[{i}]", f"expected a namespace name, got {name!r}")
+            names = frozenset(listed)
+        labels: list[tuple[str, str]] = []
+        raw_labels = spec.get("matchLabels")
+        if raw_labels is not None:
+            if not isinstance(raw_labels, dict):
+                self.error(
+                    f"{path}.matchLabels", f"expected an object, got {_describe(raw_labels)}"
+                )
+            else:
+                for key, val in raw_labels.items():
+                    if not isinstance(val, str):
+                        self.error(
+                            f"{path}.matchLabels.{key}", f"expected a string, got {_describe(val)}"
+                        )
+                    else:
+                        labels.append((str(key), val))
+        expressions: list[LabelRequirement] = []
+        raw_exprs = spec.get("matchExpressions")
+        if raw_exprs is not None:
+            if not isinstance(raw_exprs, list):
+                self.error(
+                    f"{path}.matchExpressions", f"expected a list, got {_describe(raw_exprs)}"
+                )
+            else:
+                for i, raw in enumerate(raw_exprs):
+                    req = self.requirement(raw, f"{path}.matchExpressions[{i}]")
+                    if req is not None:
+                        expressions.append(req)
+        return NamespaceSelector(
+            names=names, match_labels=tuple(labels), match_expressions=tuple(expressions)
+        )
+
+    def requirement(self, raw: object, path: str) -> LabelRequirement | None:
+        spec = self.mapping(raw, path, {"key", "operator", "values"})
+        if spec is None:
+            return None
+        key = spec.get("key")
+        if not isinstance(key, str) or not key:
+            self.error(f"{path}.key", f"expected a label key, got {_describe(key)}")
+            return None
+        operator = spec.get("operator")
+        if operator not in _OPERATORS:
+            self.error(
+                f"{path}.operator",
+                f"expected one of {' | '.join(_OPERATORS)}, got {_describe(operator)}",
+            )
+            return None
+        values = self.string_list(spec.get("values"), f"{path}.values") or []
+        if operator in ("In", "NotIn") and not values:
+            self.error(f"{path}.values", f"must not be empty for operator {operator}")
+        if operator in ("Exists", "DoesNotExist") and values:
+            self.error(f"{path}.values", f"must be empty for operator {operator}")
+        return LabelRequirement(key=key, operator=str(operator), values=frozenset(values))
+
+
+def _unique(items: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _is_dns_label(value: str) -> bool:
+    return len(value) <= hosts.MAX_LABEL and bool(hosts.DNS_LABEL.match(value))
