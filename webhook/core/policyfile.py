@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
@@ -164,9 +164,34 @@ _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 _MISSING = object()
 
 
+class Layer(NamedTuple):
+    """How one layer of rules meets the layer under it. The global rules (``REPLACES``) set
+    their lists in place of the built-in ones; a namespace rule (``ADDS``) adds its lists to the
+    global ones, and may set its own meshDefaultExportTo. Everything a layer leaves out is the
+    layer under it."""
+
+    adds: bool
+
+    def sets(self, under: frozenset[str], given: frozenset[str]) -> frozenset[str]:
+        return under | given if self.adds else given
+
+    def patterns(self, under: tuple[str, ...], given: tuple[str, ...]) -> tuple[str, ...]:
+        return _unique(under + given) if self.adds else given
+
+    def kept_targets(self, under: list[Any]) -> list[Any]:
+        """What stays of the denied targets under a layer that lists its own."""
+        return under if self.adds else []
+
+
+REPLACES = Layer(adds=False)
+ADDS = Layer(adds=True)
+
+
 class _Checker:
-    def __init__(self) -> None:
-        self.errors: list[str] = []
+    def __init__(self, layer: Layer = REPLACES, errors: list[str] | None = None) -> None:
+        self.layer = layer
+        # Shared by the checker of the global rules and those of the namespace rules.
+        self.errors: list[str] = errors if errors is not None else []
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(f"{path}: {message}")
@@ -226,7 +251,7 @@ class _Checker:
             spec.get("meshDefaultExportTo", _MISSING), "spec.meshDefaultExportTo"
         )
         base = Rules(mesh_default_export_to=mesh_default or ("*",))
-        rules = self.rules(spec, "spec", base, merge=False)
+        rules = self.rules(spec, "spec", base)
         scan_interval = self.scan(spec.get("scan"), "spec.scan")
         namespace_rules: list[NamespaceRule] = []
         raw_rules = spec.get("namespaces")
@@ -317,11 +342,11 @@ class _Checker:
         )
         return 300.0
 
-    def rules(self, spec: dict[str, Any], path: str, base: Rules, *, merge: bool) -> Rules:
-        """Rules from a spec, or (merge=True) a namespace override on top of ``base``."""
+    def rules(self, spec: dict[str, Any], path: str, base: Rules) -> Rules:
+        """Rules from a spec, on top of ``base`` as this checker's layer says."""
         mode = Mode(self.enum(spec.get("mode"), f"{path}.mode", tuple(Mode), base.mode.value))
         mesh_default = base.mesh_default_export_to
-        if merge:  # the global value is read into ``base`` by the caller
+        if self.layer.adds:  # the global value is read into ``base`` by the caller
             mesh_default = (
                 self.export_to(
                     spec.get("meshDefaultExportTo", _MISSING), f"{path}.meshDefaultExportTo"
@@ -331,15 +356,15 @@ class _Checker:
         return Rules(
             mode=mode,
             mesh_default_export_to=mesh_default,
-            exemptions=self.exemptions(spec.get("exemptions"), f"{path}.exemptions", base, merge),
-            hosts=self.host_rules(spec.get("hosts"), f"{path}.hosts", base, merge),
+            exemptions=self.exemptions(spec.get("exemptions"), f"{path}.exemptions", base),
+            hosts=self.host_rules(spec.get("hosts"), f"{path}.hosts", base),
             conflicts=self.conflicts(spec.get("conflicts"), f"{path}.conflicts", base),
             defaults=self.defaults(spec.get("defaults", _MISSING), f"{path}.defaults", base),
             audit=self.audit(spec.get("audit"), f"{path}.audit", base),
-            targets=self.targets(spec.get("targets"), f"{path}.targets", base, merge),
+            targets=self.targets(spec.get("targets"), f"{path}.targets", base),
         )
 
-    def exemptions(self, value: object, path: str, base: Rules, merge: bool) -> Exemptions:
+    def exemptions(self, value: object, path: str, base: Rules) -> Exemptions:
         spec = self.mapping(value, path, {"namespaces", "users", "groups"})
         if spec is None:
             return base.exemptions
@@ -347,16 +372,14 @@ class _Checker:
             key: frozenset(self.string_list(spec.get(key), f"{path}.{key}") or ())
             for key in ("namespaces", "users", "groups")
         }
-        if not merge:
-            return Exemptions(**found)
         old = base.exemptions
         return Exemptions(
-            namespaces=old.namespaces | found["namespaces"],
-            users=old.users | found["users"],
-            groups=old.groups | found["groups"],
+            namespaces=self.layer.sets(old.namespaces, found["namespaces"]),
+            users=self.layer.sets(old.users, found["users"]),
+            groups=self.layer.sets(old.groups, found["groups"]),
         )
 
-    def host_rules(self, value: object, path: str, base: Rules, merge: bool) -> HostRules:
+    def host_rules(self, value: object, path: str, base: Rules) -> HostRules:
         spec = self.mapping(
             value,
             path,
@@ -370,8 +393,8 @@ class _Checker:
         actions = tuple(Action)
         return HostRules(
             # A namespace rule adds to the global lists.
-            allowed=_unique(old.allowed + allowed) if merge else allowed,
-            denied=_unique(old.denied + denied) if merge else denied,
+            allowed=self.layer.patterns(old.allowed, allowed),
+            denied=self.layer.patterns(old.denied, denied),
             wildcards=Action(
                 self.enum(spec.get("wildcards"), f"{path}.wildcards", actions, old.wildcards.value)
             ),
@@ -393,16 +416,15 @@ class _Checker:
             ),
         )
 
-    def targets(self, value: object, path: str, base: Rules, merge: bool) -> Targets:
+    def targets(self, value: object, path: str, base: Rules) -> Targets:
         """The targets section; a namespace rule adds to the global denied list."""
         spec = self.mapping(value, path, {"denied", "minPrefixLength", "action"})
         old = base.targets
         if spec is None:
             return old
         networks, names = list(old.denied_networks), list(old.denied_hosts)
-        if "denied" in spec:
-            if not merge:  # the global list replaces the built-in one; a namespace's adds to it
-                networks, names = [], []
+        if "denied" in spec:  # the global list replaces the built-in one; a namespace's adds
+            networks, names = self.layer.kept_targets(networks), self.layer.kept_targets(names)
             for i, item in enumerate(self.string_list(spec["denied"], f"{path}.denied") or ()):
                 target = self.target(item, f"{path}.denied[{i}]")
                 if isinstance(target, str):
@@ -529,7 +551,7 @@ class _Checker:
         if "selector" not in spec:
             self.error(f"{path}.selector", "is required")
         selector = self.selector(spec.get("selector"), f"{path}.selector")
-        rules = self.rules(spec, path, base, merge=True)
+        rules = _Checker(ADDS, self.errors).rules(spec, path, base)
         return NamespaceRule(selector=selector, rules=rules)
 
     def selector(self, value: object, path: str) -> NamespaceSelector:
