@@ -1,0 +1,161 @@
+"""The benchmark's report: targets met or not, the tables, the plot, the README section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.settings import (
+    CHURN_PER_S,
+    PACED_RPS,
+    ROOT,
+    TARGET_BUILD_S,
+    TARGET_LOOKUP_RATIO,
+    TARGET_P99_MS,
+    TARGET_P999_MS,
+    TARGET_RATIO,
+    TARGET_RSS_MB,
+)
+
+
+def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    big = result["cases"][-1]
+    lookup = result["lookup_ratio"]
+    rows = [
+        ("throughput / bare ASGI", f">= {TARGET_RATIO}", f"{big['ratio']:.2f}", big["ratio"] >= TARGET_RATIO),
+        ("p99 at 1,000 req/s", f"<= {TARGET_P99_MS} ms", f"{big['p99_ms']:.2f} ms", big["p99_ms"] <= TARGET_P99_MS),
+        ("p99.9 at 1,000 req/s", f"<= {TARGET_P999_MS} ms", f"{big['p999_ms']:.2f} ms", big["p999_ms"] <= TARGET_P999_MS),
+        ("20k objects listed and indexed", f"<= {TARGET_BUILD_S} s", f"{result['registry_build_s']:.2f} s", result["registry_build_s"] <= TARGET_BUILD_S),
+        ("RSS under load", f"<= {TARGET_RSS_MB:.0f} MB", f"{big['rss_mb']:.1f} MB (imports alone: {result['rss_floor_mb']:.1f} MB)", big["rss_mb"] <= TARGET_RSS_MB),
+        ("GC pauses over 2 ms under load", "0", f"{big['gc_pauses_over_2ms']} (longest <= {big['gc_pause_max_ms']:g} ms)", big["gc_pauses_over_2ms"] == 0),
+        ("decision cost at 100k / small registry", f"<= {TARGET_LOOKUP_RATIO}", f"{lookup:.2f}", lookup <= TARGET_LOOKUP_RATIO),
+    ]  # fmt: skip
+    if "churn_p99_ms" in big:
+        rows.append((
+            f"p99 at 1,000 req/s under {CHURN_PER_S} registry changes/s", f"<= {TARGET_P99_MS} ms",
+            f"{big['churn_p99_ms']:.2f} ms ({big['churn_per_s']} changes/s reached)",
+            big["churn_p99_ms"] <= TARGET_P99_MS,
+        ))  # fmt: skip
+    return [(name, target, got, ok) for name, target, got, ok in rows]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    from webhook.connections import MAX_CONNECTIONS
+
+    lines = [
+        f"Measured {result['date']} on {result['machine']}, `python bench/run.py{' --quick' if result['quick'] else ''}`.",
+        "",
+        "| entries | req/s | bare ASGI req/s | ratio | CPU µs/req | p50 ms | p99 ms | p99.9 ms | bare p50 / p99 ms | RSS MB | GC pauses > 2 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in result["cases"]:
+        bare = (
+            f"{case['baseline_p50_ms']:.2f} / {case['baseline_p99_ms']:.2f}"
+            if "baseline_p50_ms" in case
+            else "-"
+        )
+        lines.append(
+            f"| {case['entries']:,} | {case['throughput_rps']:,} | {case['baseline_rps']:,} | {case['ratio']:.2f} | "
+            f"{case['cpu_us_per_request']} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} | {case['p999_ms']:.2f} | "
+            f"{bare} | {case['rss_mb']:.1f} | {case['gc_pauses_over_2ms']} |"
+        )
+    lines += [
+        "",
+        f"20k objects listed (paged, official client, raw JSON) and indexed: {result['registry_build_s']:.2f} s. "
+        f"Decision cost in process, the same requests at each size: a free host {result['lookup_us']['free_0']:.1f} µs at 0 entries "
+        f"and {result['lookup_us']['free_100k']:.1f} µs at 100k; a colliding host {result['lookup_us']['conflict_1k']:.1f} µs at 1k "
+        f"and {result['lookup_us']['conflict_100k']:.1f} µs at 100k (worst ratio {result['lookup_ratio']:.2f}).",
+        "",
+        *(
+            [
+                f"The whole endpoint in process at 100k (body, parse, decision, audit record, events, answer; no HTTP or TLS): "
+                f"an allow {result['endpoint_us']['allow']:.1f} µs, a mutation {result['endpoint_us']['mutate']:.1f} µs, "
+                f"a denial {result['endpoint_us']['deny']:.1f} µs."
+            ]
+            if "endpoint_us" in result
+            else []
+        ),
+        *(
+            [
+                "",
+                f"Recording a request in the metrics (its result, a finding, its latency): "
+                f"{result['metrics_us']['ours']:.2f} µs with plain counters, "
+                f"{result['metrics_us']['client']:.2f} µs with prometheus-client's (what the server uses); the difference "
+                f"is {(result['metrics_us']['client'] - result['metrics_us']['ours']) / result['cases'][-1]['cpu_us_per_request'] * 100:.1f}% "
+                f"of the server's CPU time per request ({result['cases'][-1]['cpu_us_per_request']:.0f} µs).",
+            ]
+            if "metrics_us" in result
+            else []
+        ),
+        *(
+            [
+                "",
+                f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
+                f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
+                f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",
+            ]
+            if "idle_connection_kb" in result["cases"][-1]
+            else []
+        ),
+        "",
+        "| target | wanted | measured | |",
+        "|---|---|---|---|",
+    ]
+    for name, target, got, ok in verdicts(result):
+        lines.append(f"| {name} | {target} | {got} | {'met' if ok else 'gap'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = result["cases"]
+    labels = [f"{c['entries']:,}" for c in cases]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.25
+    for offset, key, name in (
+        (-width, "p50_ms", "p50"),
+        (0.0, "p99_ms", "p99"),
+        (width, "p999_ms", "p99.9"),
+    ):
+        left.bar(
+            [i + offset for i in range(len(cases))], [c[key] for c in cases], width, label=name
+        )
+    left.axhline(TARGET_P99_MS, color="grey", linestyle="--", linewidth=1, label="p99 target")
+    left.set_xticks(range(len(cases)), labels)
+    left.set_xlabel("registry entries")
+    left.set_ylabel("ms at the client")
+    left.set_title(f"Latency at {PACED_RPS:,} requests/s")
+    left.legend()
+    right.bar(
+        [i - 0.2 for i in range(len(cases))],
+        [c["throughput_rps"] for c in cases],
+        0.4,
+        label="seguard",
+    )
+    right.bar(
+        [i + 0.2 for i in range(len(cases))],
+        [c["baseline_rps"] for c in cases],
+        0.4,
+        label="bare ASGI",
+    )
+    right.set_xticks(range(len(cases)), labels)
+    right.set_xlabel("registry entries")
+    right.set_ylabel("requests/s at saturation")
+    right.set_title("Throughput, same uvicorn TLS settings")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}{end}{tail}")
