@@ -90,6 +90,19 @@ def markdown(result: dict[str, Any]) -> str:
         *(
             [
                 "",
+                "The shortcuts the server keeps, each against what it stands in for (µs a call): "
+                + "; ".join(
+                    f"{name.split(':')[0]} {ours:.3f} against {theirs:.3f}"
+                    for name, (ours, theirs) in result["shortcuts_us"].items()
+                )
+                + ".",
+            ]
+            if "shortcuts_us" in result
+            else []
+        ),
+        *(
+            [
+                "",
                 f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
                 f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
                 f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",

@@ -37,7 +37,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import api_server, churning
-from bench.micro import library_floor_mb, lookup_costs, metrics_costs, registry_build_seconds
+from bench.micro import (
+    library_floor_mb,
+    lookup_costs,
+    metrics_costs,
+    registry_build_seconds,
+    shortcut_costs,
+)
 from bench.procs import (
     cpu_seconds,
     ensure_environment,
@@ -231,6 +237,7 @@ def main() -> None:
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
     costs, endpoint = lookup_costs()
     metrics_us = metrics_costs()
+    shortcuts = shortcut_costs()
     floor = library_floor_mb()
     lookup_ratio = max(
         costs["free_100k"] / costs["free_0"], costs["conflict_100k"] / costs["conflict_1k"]
@@ -255,6 +262,7 @@ def main() -> None:
         "lookup_ratio": round(lookup_ratio, 3),
         "endpoint_us": {k: round(v, 1) for k, v in endpoint.items()},
         "metrics_us": {k: round(v, 2) for k, v in metrics_us.items()},
+        "shortcuts_us": {k: [round(a, 3), round(b, 3)] for k, (a, b) in shortcuts.items()},
         "cases": cases,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
