@@ -353,15 +353,21 @@ def _started_line(line: str, log_format: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("flags", "log_format"), [([], "json"), (["--log-format", "text"], "text")]
+    ("flags", "serve_flags", "log_format"),
+    [
+        ([], [], "json"),
+        (["--log-format", "text"], [], "text"),
+        ([], ["--log-format", "text"], "text"),
+        (["--log-format", "text"], ["--log-format", "json"], "json"),
+    ],
 )
 def test_serve_with_no_flags_prints_a_curl_command_that_works(
-    tmp_path: Path, flags: list[str], log_format: str
+    tmp_path: Path, flags: list[str], serve_flags: list[str], log_format: str
 ) -> None:
     """In an empty folder with no kubeconfig: dev certificates, built-in policy, empty registry.
     Standard error is a pipe here, so serve writes JSON lines unless told otherwise."""
     env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none")}
-    argv = [sys.executable, "-m", "webhook.cli", *flags, "serve", "--port", "0"]
+    argv = [sys.executable, "-m", "webhook.cli", *flags, "serve", *serve_flags, "--port", "0"]
     proc = subprocess.Popen(
         [*argv, "--metrics-port", "0"],
         cwd=tmp_path,

@@ -395,13 +395,19 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     parser.add_argument(
         "--log-format",
         choices=logs.FORMATS,
-        help="how log lines on stderr read: one JSON object a line (the default of serve) "
-        "or plain text (the default of the other commands)",
+        help="how log lines on stderr read: one JSON object a line (the default of serve, "
+        "unless stderr is a terminal) or plain text (the default of the other commands)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     serve = sub.add_parser("serve", help="run the webhook")
+    serve.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=argparse.SUPPRESS,  # absent here: the top-level flag, or the default, stands
+        help="as the top-level --log-format (default: json, or text on a terminal)",
+    )
     serve.add_argument("--policy", type=_path, help="ServiceEntryPolicy file (default: built-in)")
     serve.add_argument(
         "--cert-dir",
