@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.test_supervise import fail_then_run_well
 from webhook import logs, supervise
-from webhook.backoff import Backoff
 
 PATIENCE_S = 30.0
 
@@ -134,25 +133,7 @@ def test_an_unknown_format_is_refused() -> None:
 def test_a_failing_thread_logs_its_traceback_once_as_a_json_line(stderr: Stderr) -> None:
     """Supervision's report of an unforeseen error: one JSON line with the traceback, then one
     short line for each repeat of the same error."""
-    runs: list[int] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        runs.append(1)
-        if len(runs) <= 3:
-            raise RuntimeError("a bug nobody foresaw")
-        stop.wait()
-
-    worker = supervise.thread(
-        "worker", loop, stop=stop, health=supervise.Health(), backoff=Backoff(0.001, 0.004)
-    )
-    worker.start()
-    deadline = time.monotonic() + PATIENCE_S
-    while len(runs) < 4:
-        assert time.monotonic() < deadline, "the thread never started a fourth time"
-        time.sleep(0.005)
-    stop.set()
-    worker.join(PATIENCE_S)
+    fail_then_run_well(supervise.Health())
     failed = [line for line in lines(stderr) if line["event"] == "thread.failed"]
     assert len(failed) == 3
     assert all(line["thread"] == "worker" and line["level"] == "error" for line in failed)

@@ -34,27 +34,34 @@ def wait_until(condition: object, what: str) -> None:
         time.sleep(0.005)
 
 
-def test_a_loop_that_raises_is_started_again_counted_and_logged_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    health = supervise.Health()
+def fail_then_run_well(health: supervise.Health, failures: int = 3) -> threading.Thread:
+    """A supervised thread ``worker`` whose loop raises ``failures`` times, then runs well; it
+    is stopped once it has started the time after, and joined."""
     runs: list[int] = []
     stop = threading.Event()
 
     def loop() -> None:
         runs.append(1)
-        if len(runs) <= 3:
+        if len(runs) <= failures:
             raise RuntimeError("a bug nobody foresaw")
         stop.wait()  # then it runs well until told to stop
 
+    worker = supervise.thread(
+        "worker", loop, stop=stop, health=health, backoff=Backoff(0.001, 0.004)
+    )
+    worker.start()
+    wait_until(lambda: len(runs) == failures + 1, "the start after the failures")
+    stop.set()
+    worker.join(PATIENCE_S)
+    return worker
+
+
+def test_a_loop_that_raises_is_started_again_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    health = supervise.Health()
     with caplog.at_level(logging.ERROR, logger="seguard.supervise"):
-        worker = supervise.thread(
-            "worker", loop, stop=stop, health=health, backoff=Backoff(0.001, 0.004)
-        )
-        worker.start()
-        wait_until(lambda: len(runs) == 4, "the fourth start")
-        stop.set()
-        worker.join(PATIENCE_S)
+        worker = fail_then_run_well(health)
     assert not worker.is_alive()
     assert health.crash_counts() == {"worker": 3}
     tracebacks = [r for r in caplog.records if r.exc_info]
