@@ -16,7 +16,7 @@ from tests.factories import (
     make_snapshot,
 )
 from tests.test_registry import CountingMapping
-from webhook.core import review, rules
+from webhook.core import conflicts, context, review
 from webhook.core.registry import Snapshot
 
 REGISTRY = make_snapshot(
@@ -295,17 +295,17 @@ def test_a_wildcard_over_many_services_reports_a_few_and_still_denies() -> None:
         snapshot=snapshot,
         policy=make_policy(conflicts={"reservedClusterDomain": "Allow"}),
     )
-    conflicts = [f for f in verdict.findings if f.code.value == "ConflictKubernetesService"]
+    found = [f for f in verdict.findings if f.code.value == "ConflictKubernetesService"]
     assert verdict.allowed is False
-    assert len(conflicts) == rules.MAX_OWNERS_PER_CODE + 1
-    assert "47 more" in conflicts[-1].message
+    assert len(found) == conflicts.MAX_OWNERS_PER_CODE + 1
+    assert "47 more" in found[-1].message
 
 
 def test_the_work_of_one_request_is_bounded() -> None:
     snapshot = make_snapshot(
         *(
             make_service(f"svc-{i}", f"ns-{i % 7}")
-            for i in range(rules.MAX_MATCHES_PER_REQUEST + 10)
+            for i in range(context.MAX_MATCHES_PER_REQUEST + 10)
         )
     )
     verdict = judge(
@@ -417,7 +417,7 @@ def test_the_walk_over_a_namespaces_own_services_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     snapshot = make_snapshot(*(make_service(f"svc-{i}", "own") for i in range(300)))
-    monkeypatch.setattr(rules, "MAX_EXAMINED_PER_REQUEST", 100)
+    monkeypatch.setattr(context, "MAX_EXAMINED_PER_REQUEST", 100)
     verdict = judge(
         "own", ["*.x.own.svc.cluster.local", "*.own.svc.cluster.local"], snapshot=snapshot
     )
@@ -429,7 +429,7 @@ def test_a_single_label_host_names_a_few_services_and_counts_the_rest() -> None:
     snapshot = make_snapshot(*(make_service("api", f"ns-{i}") for i in range(20)))
     verdict = judge("team-x", ["api"], snapshot=snapshot)
     assert verdict.codes == ("ConflictKubernetesService",)
-    assert len(verdict.findings) == rules.MAX_OWNERS_PER_CODE + 1
+    assert len(verdict.findings) == conflicts.MAX_OWNERS_PER_CODE + 1
     assert "17 more" in verdict.findings[-1].message
     assert verdict.allowed is False
 
@@ -588,27 +588,6 @@ def test_a_create_is_the_youngest_and_meets_every_owner() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "younger"),
-    [
-        pytest.param(("2026-01-01T00:00:00Z", "ns-b", "x"), ("2026-01-02T00:00:00Z", "ns-a", "x"), True, id="a-later-timestamp-is-younger"),
-        pytest.param(("2026-01-01T00:00:00Z", "ns-b", "x"), ("2026-01-01T00:00:00Z", "ns-a", "x"), False, id="in-one-second-the-earlier-namespace-is-older"),
-        pytest.param(("2026-01-01T00:00:00Z", "ns-a", "x"), ("", "ns-a", "a"), True, id="an-entry-without-a-timestamp-is-younger-than-any-with-one"),
-    ],
-)  # fmt: skip
-def test_age_orders_by_time_then_namespace_then_name(
-    a: tuple[str, str, str], b: tuple[str, str, str], younger: bool
-) -> None:
-    owner = make_snapshot(
-        make_service_entry(
-            b[2], b[1], ["h.example.com"], metadata={"creationTimestamp": b[0]} if b[0] else {}
-        )
-    ).objects[("ServiceEntry", b[1], b[2])]
-    skip = rules.younger_than(rules.age_of(*a))
-    assert skip is not None and skip(owner) is younger
-    assert rules.younger_than(None) is None
-
-
 # --- partial wildcards ---------------------------------------------------------------------------
 
 
@@ -666,7 +645,7 @@ def test_a_partial_wildcard_over_a_crowded_domain_is_judged_and_bounded(
     snapshot = make_snapshot(
         *(
             make_service_entry(f"e{i}", "team-a", [f"h{i}.crowded.example"])
-            for i in range(rules.MAX_MATCHES_PER_REQUEST + 10)
+            for i in range(context.MAX_MATCHES_PER_REQUEST + 10)
         )
     )
     # More names in the domain than a request may match: the ones it does not cover do not
@@ -675,7 +654,7 @@ def test_a_partial_wildcard_over_a_crowded_domain_is_judged_and_bounded(
     assert verdict.codes == ("PartialWildcard",)
     assert verdict.allowed is True
     # The names it looks at are bounded too.
-    monkeypatch.setattr(rules, "MAX_EXAMINED_PER_REQUEST", 1_000)
+    monkeypatch.setattr(context, "MAX_EXAMINED_PER_REQUEST", 1_000)
     verdict = judge("team-x", ["*zzz.crowded.example"], snapshot=snapshot)
     assert "TooManyMatches" in verdict.codes
     assert "more than 1000 registered names looked at" in verdict.message

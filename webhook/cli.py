@@ -156,7 +156,7 @@ def _short_value(value: Any) -> str:
 
 
 def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
-    from webhook.core.rules import effective_export_to
+    from webhook.core.context import effective_export_to
 
     rows: list[dict[str, str]] = []
     for claim in snapshot.claims.values():

@@ -134,6 +134,15 @@ def finding_of(
     return Finding(code, host, action, f"{message} [{code!s}]", owner)
 
 
+def quoted(raw: object) -> str:
+    """A value of the object as a message quotes it: a string in quotes, cut at 80 characters;
+    anything else as "value"."""
+    if isinstance(raw, str):
+        text = raw if len(raw) <= 80 else raw[:77] + "..."
+        return f'"{text}"'
+    return "value"
+
+
 def summary(finding: Finding) -> str:
     """A one-line form of a finding for kubectl's warnings (the API server's advice is 120
     characters or fewer each); the full message is in the audit record."""

@@ -61,10 +61,11 @@ class Allowance:
     """How many more names one request may look at (or match): counted down as they are, by
     every rule the request goes through. One per request, never shared between two."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "limit")
 
-    def __init__(self, left: int) -> None:
-        self.left = left
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # what it started with, for the messages
+        self.left = limit
 
 
 class Match(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from webhook.core import admission, claims, rules
+from webhook.core import admission, claims, context, rules
 from webhook.core.defaults import apply_defaults
 from webhook.core.findings import ALWAYS_DENY, Code, Finding, finding_of, summary
 from webhook.core.outcomes import ALLOWED, AUDITED, DENIED, EXEMPTED, WARNED
@@ -135,7 +135,7 @@ def _not_judged(req: admission.AdmissionRequest) -> str | None:
     return None
 
 
-def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> rules.Age | None:
+def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> context.Age | None:
     """Where the object stands among the owners of its hosts. A CREATE is the youngest (None:
     judged against every owner). An UPDATE keeps its creationTimestamp: the stored object's
     (oldObject), else the registry's copy's. Never the one in the object, which the requester
@@ -148,7 +148,7 @@ def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> rules.Age | Non
         if known is None:
             return None
         created = known.created
-    return rules.age_of(created, req.namespace, req.name)
+    return context.age_of(created, req.namespace, req.name)
 
 
 def _before(req: admission.AdmissionRequest, snapshot: Snapshot) -> claims.Claim | None:
@@ -259,10 +259,10 @@ def validate(
     if age is None:  # a CREATE: the youngest, judged against every owner
         skip, newcomers = None, _NO_HOSTS
     else:
-        skip = rules.younger_than(age)
+        skip = context.younger_than(age)
         before = _before(req, snapshot)
-        newcomers = rules.newcomer_hosts(claim, before, namespace_rules.mesh_default_export_to)
-    ctx = rules.context_for(
+        newcomers = context.newcomer_hosts(claim, before, namespace_rules.mesh_default_export_to)
+    ctx = context.context_for(
         claim,
         name=req.name,
         rules=namespace_rules,

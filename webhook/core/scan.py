@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from webhook.core import rules
+from webhook.core import context, rules
 from webhook.core.claims import SERVICE_ENTRY, Claim
 from webhook.core.findings import Finding
 from webhook.core.outcomes import DENIED
@@ -58,7 +58,7 @@ class Violation:
 def entries_by_age(snapshot: Snapshot) -> list[Claim]:
     return sorted(
         (claim for claim in snapshot.objects.values() if claim.kind == SERVICE_ENTRY),
-        key=rules.claim_age,
+        key=context.claim_age,
     )
 
 
@@ -73,12 +73,12 @@ def scan(
         if pause is not None and index % PAUSE_EVERY == PAUSE_EVERY - 1:
             pause()
         namespace_rules = policy.for_namespace(claim.namespace, snapshot.labels_of(claim.namespace))
-        ctx = rules.context_for(
+        ctx = context.context_for(
             claim,
             name=claim.name,
             rules=namespace_rules,
             snapshot=snapshot,
-            skip=rules.younger_than(rules.claim_age(claim)),
+            skip=context.younger_than(context.claim_age(claim)),
             policy=policy,
         )
         exempt = claim.namespace in namespace_rules.exemptions.namespaces
