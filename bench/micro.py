@@ -164,15 +164,20 @@ def shortcut_costs(rounds: int = 7, calls: int = 100_000) -> dict[str, tuple[flo
     """Each shortcut the server keeps, against what it stands in for, in µs a call (the best of
     ``rounds``): the one-sweep body deadline against a timer per request, the audit timestamp's
     cached second against formatting the time, the regular expression for an already normal
-    host against the label-by-label checks, and a module constant against an enum member."""
+    host against the label-by-label checks, a module constant against an enum member, the
+    quick test that lets an entry with no endpoints skip the target rules against running
+    them, and a cluster IP's text made from its integer against ``ipaddress``."""
     import asyncio
+    import ipaddress
     import timeit
     from datetime import UTC, datetime
 
     from webhook.aio import Deadlines
     from webhook.audit import timestamp
-    from webhook.core import hosts
+    from webhook.core import context, hosts, registry, targets
+    from webhook.core.claims import service_entry_claim
     from webhook.core.policy import Action
+    from webhook.core.policyfile import default_policy
 
     def best(fn: Callable[[], object], number: int = calls) -> float:
         return min(timeit.repeat(fn, number=number, repeat=rounds)) / number * 1e6
@@ -194,6 +199,18 @@ def shortcut_costs(rounds: int = 7, calls: int = 100_000) -> dict[str, tuple[flo
 
     name = "api0.vendor0.example.com"
     allow = Action.ALLOW
+    claim = service_entry_claim(
+        {
+            "metadata": {"name": "e", "namespace": "team-a"},
+            "spec": {"hosts": [name, "api1.vendor0.example.com"], "resolution": "DNS"},
+        }
+    )
+    rules = default_policy().rules
+    ctx = context.context_for(
+        claim, name="e", rules=rules, snapshot=registry.RegistryBuilder().snapshot()
+    )
+    key = registry.ip_key("10.96.12.34")
+    assert key is not None
     return {
         "body deadline: one sweep / a timer per request": asyncio.run(deadlines()),
         "audit time: cached second / formatted": (
@@ -207,6 +224,14 @@ def shortcut_costs(rounds: int = 7, calls: int = 100_000) -> dict[str, tuple[flo
         "Allow: a module constant / the enum member": (
             best(lambda: allow),
             best(lambda: Action.ALLOW),
+        ),
+        "targets of a DNS entry: the quick test / the target rules": (
+            best(lambda: targets.may_reach_a_denied_name(claim.hosts, ctx)),
+            best(lambda: list(targets.target_findings(claim, ctx))),
+        ),
+        "cluster IP text: from the integer / ipaddress": (
+            best(lambda: registry._ip_text(key)),
+            best(lambda: ipaddress.IPv4Address(key).compressed),
         ),
     }
 
