@@ -10,6 +10,7 @@ from bench.settings import (
     PACED_RPS,
     ROOT,
     TARGET_BUILD_S,
+    TARGET_CHECK_GROWTH,
     TARGET_LOOKUP_RATIO,
     TARGET_P99_MS,
     TARGET_P999_MS,
@@ -35,6 +36,14 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             f"p99 at 1,000 req/s under {CHURN_PER_S} registry changes/s", f"<= {TARGET_P99_MS} ms",
             f"{big['churn_p99_ms']:.2f} ms ({big['churn_per_s']} changes/s reached)",
             big["churn_p99_ms"] <= TARGET_P99_MS,
+        ))  # fmt: skip
+    if "check" in result:
+        check = result["check"]
+        biggest = check["cases"][-1]
+        rows.append((
+            f"seguard check: µs per manifest at {biggest['manifests']:,} / at {check['cases'][0]['manifests']:,}",
+            f"<= {TARGET_CHECK_GROWTH}", f"{check['growth']:.2f} ({biggest['seconds']:.1f} s for {biggest['manifests']:,})",
+            check["growth"] <= TARGET_CHECK_GROWTH,
         ))  # fmt: skip
     return [(name, target, got, ok) for name, target, got, ok in rows]
 
@@ -108,6 +117,39 @@ def markdown(result: dict[str, Any]) -> str:
                 f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",
             ]
             if "idle_connection_kb" in result["cases"][-1]
+            else []
+        ),
+        *(
+            [
+                "",
+                "`seguard check <folder> -o json` over a GitOps repository (one host in fifty held by "
+                "another namespace, one in a hundred a wildcard): "
+                + "; ".join(
+                    f"{c['manifests']:,} manifests {c['seconds']:.1f} s ({c['us_per_manifest']} µs each, "
+                    f"peak RSS {c['peak_rss_mb']:.0f} MB)"
+                    for c in result["check"]["cases"]
+                )
+                + ".",
+            ]
+            if "check" in result
+            else []
+        ),
+        *(
+            [
+                "",
+                "`seguard serve` once ready, by registry size: following an API server (the Deployment's case) "
+                + "; ".join(
+                    f"{c['objects']:,} objects {c['rss_mb']:.0f} MB (peak {c['peak_mb']:.0f} MB, ready in {c['startup_s']:.1f} s)"
+                    for c in result["serve_memory"]["api"]
+                )
+                + "; reading ServiceEntries from files (`--registry-dir`) "
+                + "; ".join(
+                    f"{c['objects']:,} {c['rss_mb']:.0f} MB"
+                    for c in result["serve_memory"]["files"]
+                )
+                + ".",
+            ]
+            if "serve_memory" in result
             else []
         ),
         "",

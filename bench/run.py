@@ -37,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import api_server, churning
+from bench.commands import check_costs, serve_memory
 from bench.micro import (
     library_floor_mb,
     lookup_costs,
@@ -232,6 +233,10 @@ def main() -> None:
     finally:
         baseline.send_signal(signal.SIGTERM)
         baseline.wait(30)
+    print("bench: seguard check at 5k, 20k and 40k manifests ...", flush=True)
+    check = check_costs(work)
+    print("bench: seguard serve's memory at 10k, 40k and 100k objects ...", flush=True)
+    memory_by_size = serve_memory(work, cert_dir)
     print("bench: 20k-object list and index ...", flush=True)
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
@@ -264,6 +269,8 @@ def main() -> None:
         "metrics_us": {k: round(v, 2) for k, v in metrics_us.items()},
         "shortcuts_us": {k: [round(a, 3), round(b, 3)] for k, (a, b) in shortcuts.items()},
         "cases": cases,
+        "check": check,
+        "serve_memory": memory_by_size,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

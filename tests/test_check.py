@@ -53,3 +53,37 @@ def test_only_service_entries_are_judged_and_defaults_are_applied_first() -> Non
     assert result.allowed is True
     assert result.mutated["spec"]["location"] == "MESH_EXTERNAL"
     assert {"op": "add", "path": "/spec/location", "value": "MESH_EXTERNAL"} in result.patch
+
+
+def test_each_manifest_sees_the_wildcards_and_names_admitted_before_it() -> None:
+    """The names under each domain change with every manifest admitted: a wildcard after them
+    overlaps them, and a name after a wildcard falls under it (the view the check judges in is
+    the registry as it stands, pending changes included)."""
+    results = check_objects(
+        [
+            make_service_entry("one", "team-a", ["a.vendor.example.com"]),
+            make_service_entry("two", "team-a", ["b.vendor.example.com"]),
+            make_service_entry("wide", "team-b", ["*.vendor.example.com"]),
+            make_service_entry("zone", "team-c", ["*.zone.example.org"]),
+            make_service_entry("inside", "team-d", ["x.zone.example.org"]),
+            make_service_entry("free", "team-d", ["y.elsewhere.example.org"]),
+        ],
+        policy=make_policy(),
+        builder=builder_with(make_service_entry("held", "team-z", ["c.vendor.example.com"])),
+    )
+    assert [(r.name, r.allowed, r.reasons) for r in results] == [
+        ("one", True, ()),
+        ("two", True, ()),
+        ("wide", True, ("WildcardOverlap",)),
+        ("zone", True, ()),
+        ("inside", True, ("WildcardOverlap",)),
+        ("free", True, ()),
+    ]
+    overlapped = {
+        ref
+        for m in results[2].messages
+        for ref in ("team-a/one", "team-a/two", "team-z/held")
+        if ref in m
+    }
+    assert overlapped == {"team-a/one", "team-a/two", "team-z/held"}
+    assert any("team-c/zone" in m for m in results[4].messages)

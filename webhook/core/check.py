@@ -76,7 +76,7 @@ def check_objects(
 ) -> list[CheckResult]:
     """Judge every ServiceEntry in ``objects``; other kinds are skipped. Updates ``builder``."""
     results: list[CheckResult] = []
-    snapshot = builder.snapshot()
+    snapshot = builder.view()
     for original in objects:
         if claims.kind_of(original) != claims.SERVICE_ENTRY:
             continue
@@ -117,5 +117,5 @@ def check_objects(
         )
         if allowed and name:
             builder.apply(mutated, source="check")
-            snapshot = builder.snapshot()
+            snapshot = builder.view()
     return results

@@ -939,10 +939,23 @@ class RegistryBuilder:
                 self._drop_partial(name)
 
     def snapshot(self) -> Snapshot:
+        """An immutable snapshot: it shares the builder's dictionaries, which the builder copies
+        before it next changes them (copy on write)."""
         self.generation += 1
-        under = self.under  # applies pending domain changes first
+        snapshot = self._snapshot(self.under)  # applies pending domain changes first
         self._shared = True
         self._shared_big = set(_BIG)
+        return snapshot
+
+    def view(self) -> Snapshot:
+        """The registry as it is now, over the builder's own dictionaries: nothing is copied,
+        now or at the next change, so it is right only until that change. For one thread that
+        judges and changes in turn (``seguard check``: an allowed manifest joins the registry
+        for the next one); a snapshot after each change would copy the whole index each time."""
+        self.generation += 1
+        return self._snapshot(_PendingUnder(self._under, self._pending))
+
+    def _snapshot(self, under: Mapping[str, tuple[str, ...]]) -> Snapshot:
         return Snapshot(
             cluster_domain=self.cluster_domain,
             names=self.names,
@@ -958,6 +971,39 @@ class RegistryBuilder:
             partials=self.partials,
             service_names=self.service_names,
         )
+
+
+class _PendingUnder(Mapping[str, tuple[str, ...]]):
+    """A builder's names under each domain, its pending changes included, for a ``view``: a
+    domain with changes is made into a tuple when it is read (for a wildcard host), not at
+    each change, and the changes stay pending."""
+
+    __slots__ = ("_pending", "_under")
+
+    def __init__(
+        self, under: Mapping[str, tuple[str, ...]], pending: Mapping[str, dict[str, None]]
+    ) -> None:
+        self._under = under
+        self._pending = pending
+
+    def __getitem__(self, domain: str) -> tuple[str, ...]:
+        inside = self._pending.get(domain)
+        if inside is None:
+            return self._under[domain]
+        if not inside:
+            raise KeyError(domain)
+        return tuple(inside)
+
+    def __iter__(self) -> Iterator[str]:
+        for domain in self._under:
+            if self._pending.get(domain, True):
+                yield domain
+        for domain, inside in self._pending.items():
+            if inside and domain not in self._under:
+                yield domain
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 # The dictionaries a builder copies only when a change touches them (see RegistryBuilder._own).
