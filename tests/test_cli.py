@@ -83,7 +83,12 @@ def test_check_of_the_examples_shows_every_reason_code_and_exits_1(
     seen = {code for r in results for code in r["reasons"]}
     assert seen == ALL_CODES
     for result in results:
-        assert set(result) == {"namespace", "name", "allowed", "warnings", "reasons", "patch"}
+        assert set(result) == {
+            "namespace", "name", "allowed", "warnings", "reasons", "messages", "patch"
+        }  # fmt: skip
+        # Each reason comes with the message that says why and the way out, for CI to show.
+        for code in result["reasons"]:
+            assert any(m.endswith(f"[{code}]") for m in result["messages"])
 
 
 def test_a_clean_service_entry_alone_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,6 +165,39 @@ def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
     assert status == 1
     assert first["allowed"] is True
     assert second["reasons"] == ["ConflictServiceEntry"]
+    assert "team-x/one" in second["messages"][0]
+
+
+def test_check_reads_manifests_from_standard_input(tmp_path: Path) -> None:
+    docs = [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": "one", "namespace": ns},
+            "spec": {"hosts": ["shared.example.com"]},
+        }
+        for ns in ("team-x", "team-y")
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "check", "-", "-o", "json"],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert [r["allowed"] for r in json.loads(result.stdout)] == [True, False]
+
+
+def test_a_yaml_error_reads_the_same_in_check_and_policy_validate(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spec:\n  hosts: [a.example.com\n")
+    check = seguard("check", str(bad))
+    validate = seguard("policy", "validate", str(bad))
+    assert check.returncode == validate.returncode == 2
+    assert check.stderr == validate.stderr
+    assert check.stderr.startswith(f"seguard: error: {bad}: not valid YAML at line 3, column 1: ")
 
 
 def test_a_manifest_without_a_namespace_is_in_default(
@@ -232,6 +270,53 @@ def test_usage_errors_exit_2_with_one_line() -> None:
     assert result.stderr.count("\n") == 1 and "FILE" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        pytest.param(["serve", "--port", "99999"], ["--port", "65535"], id="a-port-out-of-range"),
+        pytest.param(["serve", "--metrics-port", "http"], ["--metrics-port", "port number"], id="a-port-that-is-no-number"),
+        pytest.param(["serve", "--drain-seconds", "-3"], ["--drain-seconds", "0 seconds or more"], id="negative-seconds"),
+        pytest.param(["serve", "--drain-seconds", "nan"], ["--drain-seconds"], id="seconds-that-are-no-number"),
+        pytest.param(["serve", "--istiod-url", "not-a-url"], ["--istiod-url", "http://"], id="an-istiod-url-that-is-no-url"),
+        pytest.param(["scan", "--istiod-url", "ftp://istiod"], ["--istiod-url"], id="an-istiod-url-of-another-scheme"),
+        pytest.param(["registry", "--istiod-url", "http://istiod:port"], ["--istiod-url", "not a URL"], id="an-istiod-url-with-a-bad-port"),
+        pytest.param(["certs", "generate", "--service", "Bad_Name"], ["--service", "Kubernetes name"], id="a-service-name-kubernetes-refuses"),
+        pytest.param(["certs", "generate", "--namespace", "-ns"], ["--namespace"], id="a-namespace-kubernetes-refuses"),
+        pytest.param(["certs", "generate", "--days", "0"], ["--days", "at least 1"], id="zero-days"),
+        pytest.param(["certs", "generate", "--ip", "1.2.3"], ["--ip", "not an IP address"], id="an-ip-that-is-none"),
+        pytest.param(["certs", "generate", "--dns", "bad_name.example"], ["--dns"], id="a-dns-name-that-is-none"),
+        pytest.param(["audit", "--file", "-", "--code", "NotACode"], ["--code", "ConflictServiceEntry"], id="an-unknown-reason-code"),
+        pytest.param(["audit", "--file", "-", "--code", "duplicatehost"], ["did you mean DuplicateHost?"], id="a-reason-code-in-the-wrong-case"),
+        pytest.param(["audit", "--file", "-", "--event", "admission"], ["--event", "admission.decision"], id="an-unknown-event"),
+    ],
+)  # fmt: skip
+def test_bad_flag_values_are_refused_at_parse_time_in_one_line(
+    argv: list[str], words: list[str], tmp_path: Path
+) -> None:
+    result = seguard(*argv, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("seguard: error: argument ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was done
+
+
+@pytest.mark.parametrize(
+    ("argv", "outlived"),
+    [
+        pytest.param(["--ca-days", "30", "--days", "60"], True, id="longer-than-a-new-ca"),
+        pytest.param(["--ca-days", "30", "--days", "30"], False, id="as-long-as-a-new-ca"),
+    ],
+)
+def test_a_certificate_may_not_outlive_its_ca(
+    argv: list[str], outlived: bool, tmp_path: Path
+) -> None:
+    result = seguard("certs", "generate", "--out", str(tmp_path / "certs"), *argv)
+    assert (result.returncode == 2) is outlived, result.stderr
+    assert ("would outlive its CA" in result.stderr) is outlived
+
+
 # --- registry --------------------------------------------------------------------------------
 
 
@@ -271,6 +356,46 @@ def test_registry_table_and_json_show_owner_and_source(capsys: pytest.CaptureFix
 
 
 # --- policy validate -------------------------------------------------------------------------
+
+
+def test_policy_validate_reads_the_shipped_config_map_and_standard_input() -> None:
+    shipped = ROOT / "deploy" / "base" / "policy.yaml"
+    from_file = seguard("policy", "validate", str(shipped))
+    assert from_file.returncode == 0, from_file.stderr
+    assert "valid ServiceEntryPolicy (mode Audit" in from_file.stdout
+    piped = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "policy", "validate", "-"],
+        input=shipped.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.startswith("standard input: valid ServiceEntryPolicy (mode Audit")
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        pytest.param({"other.yaml": "x"}, "no data.policy.yaml", id="no-policy-key"),
+        pytest.param(
+            {"policy.yaml": "apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\nspec: {mode: Sometimes}\n"},
+            "(data.policy.yaml): spec.mode",
+            id="a-bad-policy-inside",
+        ),
+    ],
+)  # fmt: skip
+def test_a_config_map_without_a_good_policy_is_refused_with_the_reason(
+    data: dict[str, str], words: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "cm.yaml",
+        [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p"}, "data": data}],
+    )
+    result = seguard("policy", "validate", str(path))
+    assert result.returncode == 2
+    assert words in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_policy_validate_accepts_the_example(capsys: pytest.CaptureFixture[str]) -> None:

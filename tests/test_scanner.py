@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -148,3 +149,29 @@ def test_seguard_scan_against_a_cluster(
         "OWNER",
         "ACTION",
     ]
+
+
+@pytest.mark.parametrize("command", ["scan", "registry"])
+def test_scan_and_registry_find_the_cluster_as_serve_does(
+    command: str, fake: tuple[FakeApiServer, kube.Transport], tmp_path: Path
+) -> None:
+    server, _ = fake
+    server.cluster.put(aged("early", "team-a", ["api.stripe.com"], "2026-03-01T00:00:00Z"))
+    server.cluster.put(aged("late", "team-b", ["api.stripe.com"], "2026-03-02T00:00:00Z"))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env["KUBECONFIG"] = os.pathsep.join(
+        [str(tmp_path / "missing"), str(server.kubeconfig(tmp_path / "kc"))]
+    )
+    argv = [sys.executable, "-m", "webhook.cli", command, "-o", "json"]
+    found = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert found.returncode == (1 if command == "scan" else 0), found.stderr
+    assert "api.stripe.com" in found.stdout and "late" in found.stdout
+    # Pointed nowhere: no $KUBECONFIG, no ~/.kube/config, not in a pod. Not a pass.
+    del env["KUBECONFIG"]
+    nowhere = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert nowhere.returncode == 2
+    assert nowhere.stdout == ""
+    assert nowhere.stderr.startswith("seguard: error: nothing to read")

@@ -33,6 +33,7 @@ SCHEMA_VERSION = 1
 EVENT_ADMISSION = "admission.decision"
 EVENT_POLICY_REJECTED = "policy.rejected"
 EVENT_SCAN_VIOLATION = "scan.violation"
+EVENTS = (EVENT_ADMISSION, EVENT_POLICY_REJECTED, EVENT_SCAN_VIOLATION)
 
 log = logging.getLogger("seguard.audit")
 

@@ -67,7 +67,8 @@ def issue(
 
     Returns (ca, leaf) as PEM pairs.
     """
-    moment = now or datetime.datetime.now(datetime.UTC)
+    # Whole seconds, as a certificate holds them (so a leaf as long as its CA ends with it).
+    moment = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
     # Clocks of the API server and this pod may differ a little.
     not_before = moment - datetime.timedelta(minutes=5)
     if ca is None:
@@ -103,6 +104,13 @@ def issue(
         )
     else:
         ca_cert, ca_key = ca
+    leaf_end = moment + datetime.timedelta(days=days)
+    if leaf_end > ca_cert.not_valid_after_utc:
+        # A client stops trusting the leaf when its CA expires, whatever the leaf says.
+        raise CertificateError(
+            f"a certificate valid for {days} days would outlive its CA, which expires on "
+            f"{ca_cert.not_valid_after_utc:%Y-%m-%d}; use fewer --days, or a CA that lasts longer"
+        )
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses or []]
@@ -113,7 +121,7 @@ def issue(
         .public_key(leaf_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
-        .not_valid_after(moment + datetime.timedelta(days=days))
+        .not_valid_after(leaf_end)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

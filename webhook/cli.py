@@ -39,7 +39,26 @@ class CommandError(Exception):
         self.status = status
 
 
+class _Help(argparse.HelpFormatter):
+    """Every option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: {default})"
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise CommandError(f"{message} (see `{self.prog} --help`)")
 
@@ -51,10 +70,10 @@ def load_policy(path: Path | None) -> Policy:
     if path is None:
         return default_policy()
     try:
-        text = path.read_bytes()
+        text = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read policy {path}: {exc.strerror}") from None
-    return parse_policy_text(text, source=str(path))
+    return parse_policy_text(text, source="standard input" if str(path) == "-" else str(path))
 
 
 def load_registry(
@@ -63,10 +82,13 @@ def load_registry(
     *,
     kubeconfig: Path | None = None,
     istiod_url: str | None = None,
+    discover: bool = False,
 ) -> tuple[Policy, RegistryBuilder]:
     """The policy (``--policy``, else one kept in the registry folders, else the built-in) and
     the registry: the folders' manifests, plus one full read of the cluster (``--kubeconfig``)
-    and of istiod's registryz (``--istiod-url``) when given."""
+    and of istiod's registryz (``--istiod-url``) when given. With ``discover``, a cluster is
+    found as ``serve`` finds it when no folder is given, and finding none is an error: a scan
+    pointed nowhere must not pass."""
     from webhook.sources import files
 
     located = files.read_located(dirs) if dirs else []
@@ -74,10 +96,19 @@ def load_registry(
         load_policy(policy_file) if policy_file else files.policy_in(located) or default_policy()
     )
     objects: list[tuple[str, Any]] = [(files.SOURCE, obj) for _, obj in located]
-    if kubeconfig is not None:
+    if discover:
+        read, found = kube.cluster_to_read(kubeconfig, other_sources=bool(dirs))
+        if not (read or dirs or istiod_url):
+            raise CommandError(
+                "nothing to read: give --kubeconfig or --registry-dir (no $KUBECONFIG, no "
+                "~/.kube/config, and not in a pod)"
+            )
+    else:
+        read = kubeconfig is not None
+        found = kube.find_kubeconfig(kubeconfig) if read else None
+    if read:
         from webhook.sources import kubernetes
 
-        found = kube.find_kubeconfig(kubeconfig)
         cluster_objects, notes = kubernetes.read_cluster(kube.connect(found))
         for note in notes:
             print(f"seguard: {note}", file=sys.stderr)
@@ -178,7 +209,11 @@ def registry_rows(snapshot: Any, policy: Policy) -> list[dict[str, str]]:
 
 def cmd_registry(args: argparse.Namespace) -> int:
     policy, builder = load_registry(
-        args.policy, args.registry_dir, kubeconfig=args.kubeconfig, istiod_url=args.istiod_url
+        args.policy,
+        args.registry_dir,
+        kubeconfig=args.kubeconfig,
+        istiod_url=args.istiod_url,
+        discover=True,
     )
     snapshot = builder.snapshot()
     rows = registry_rows(snapshot, policy)
@@ -210,7 +245,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from webhook.core.scan import denying, scan
 
     policy, builder = load_registry(
-        args.policy, args.registry_dir, kubeconfig=args.kubeconfig, istiod_url=args.istiod_url
+        args.policy,
+        args.registry_dir,
+        kubeconfig=args.kubeconfig,
+        istiod_url=args.istiod_url,
+        discover=True,
     )
     violations = scan(builder.snapshot(), policy)
     if args.output == "json":
@@ -306,8 +345,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_policy_validate(args: argparse.Namespace) -> int:
     policy = load_policy(args.file)
     rules = len(policy.namespace_rules)
+    shown = "standard input" if str(args.file) == "-" else args.file
     print(
-        f"{args.file}: valid ServiceEntryPolicy (mode {policy.rules.mode}, cluster domain "
+        f"{shown}: valid ServiceEntryPolicy (mode {policy.rules.mode}, cluster domain "
         f"{policy.cluster_domain}, {rules} namespace rule{'s' if rules != 1 else ''}, "
         f"sha256 {policy.digest[:12]})"
     )
@@ -320,8 +360,6 @@ def cmd_policy_validate(args: argparse.Namespace) -> int:
 def cmd_certs_generate(args: argparse.Namespace) -> int:
     from webhook import certs
 
-    if args.days <= 0 or args.ca_days <= 0:
-        raise CommandError("--days and --ca-days must be positive")
     written = certs.generate(
         args.out,
         service=args.service,
@@ -386,7 +424,101 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 1 to 65535 (0: any free port), got {number}"
+        )
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected 0 seconds or more, got {value}")
+    return number
+
+
+def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"expected an http:// or https:// URL such as http://istiod.istio-system:15014, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _dns_label(value: str) -> str:
+    """A Service or namespace name: an RFC 1123 label, as Kubernetes requires."""
+    from webhook.core.hosts import DNS_LABEL, MAX_LABEL
+
+    if len(value) > MAX_LABEL or not DNS_LABEL.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a valid Kubernetes name: lower-case letters, digits and '-', "
+            f"starting and ending with a letter or digit, at most {MAX_LABEL} characters"
+        )
+    return value
+
+
+def _dns_name(value: str) -> str:
+    from webhook.core import hosts
+
+    try:
+        name = hosts.normalize(value)
+    except hosts.InvalidHost as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc.reason}") from None
+    if hosts.is_wildcard(name) and not name.startswith("*."):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a DNS name for a certificate")
+    return name
+
+
+def _ip_address(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IP address") from None
+
+
+def _reason_code(value: str) -> str:
+    from webhook.core.findings import Code
+
+    codes = [code.value for code in Code]
+    if value in codes:
+        return value
+    near = [code for code in codes if code.lower() == value.lower()]
+    hint = f"did you mean {near[0]}?" if near else "one of " + ", ".join(codes)
+    raise argparse.ArgumentTypeError(f"{value!r} is not a reason code; {hint}")
+
+
+_POLICY_HELP = "ServiceEntryPolicy file (default: one kept in --registry-dir, else the built-in)"
+_REGISTRY_DIR_HELP = (
+    "manifests that make up the registry: Services, ServiceEntries, Namespaces (repeatable)"
+)
+_KUBECONFIG_HELP = (
+    "read the registry from this cluster (default: $KUBECONFIG, ~/.kube/config, or the pod's "
+    "service account)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement per flag
+    from webhook.audit import EVENTS as AUDIT_EVENTS
+
     parser = _Parser(
         prog="seguard", description="ServiceEntry Guard: guards Istio's service registry."
     )
@@ -417,10 +549,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument(
-        "--port", type=int, default=8443, help="HTTPS port for /validate and /mutate"
+        "--port", type=_port, default=8443, help="HTTPS port for /validate and /mutate"
     )
     serve.add_argument(
-        "--metrics-port", type=int, default=8080, help="HTTP port for health and metrics"
+        "--metrics-port", type=_port, default=8080, help="HTTP port for health and metrics"
     )
     serve.add_argument("--kubeconfig", type=_path, help="follow this cluster's registry")
     serve.add_argument(
@@ -430,7 +562,11 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         default=[],
         help="manifests that make up the registry (repeatable)",
     )
-    serve.add_argument("--istiod-url", help="also poll istiod's /debug/registryz")
+    serve.add_argument(
+        "--istiod-url",
+        type=_http_url,
+        help="also poll istiod's /debug/registryz, e.g. http://istiod.istio-system:15014",
+    )
     serve.add_argument("--audit-file", type=_path, help="append audit records to this file too")
     serve.add_argument(
         "--client-ca", type=_path, help="require client certificates signed by this CA"
@@ -452,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     serve.add_argument(
         "--drain-seconds",
-        type=float,
+        type=_seconds,
         default=5.0,
         help="on SIGTERM, keep answering this long while unready (default 5)",
     )
@@ -469,29 +605,52 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     serve.set_defaults(func=cmd_serve)
 
     check = sub.add_parser("check", help="judge ServiceEntry manifests offline")
-    check.add_argument("files", type=_path, nargs="+", metavar="FILE")
-    check.add_argument("--policy", type=_path)
-    check.add_argument("--registry-dir", type=_path, action="append", default=[])
-    check.add_argument("--kubeconfig", type=_path)
-    check.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    check.add_argument(
+        "files",
+        type=_path,
+        nargs="+",
+        metavar="FILE",
+        help="manifests to judge: files, folders (every .yaml, .yml, .json in them), or - for "
+        "standard input",
+    )
+    check.add_argument("--policy", type=_path, help=_POLICY_HELP)
+    check.add_argument(
+        "--registry-dir", type=_path, action="append", default=[], help=_REGISTRY_DIR_HELP
+    )
+    check.add_argument("--kubeconfig", type=_path, help=_KUBECONFIG_HELP)
+    check.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="output format"
+    )
     check.set_defaults(func=cmd_check)
 
     registry = sub.add_parser("registry", help="print the registry's hostnames")
-    registry.add_argument("--registry-dir", type=_path, action="append", default=[])
-    registry.add_argument("--kubeconfig", type=_path)
-    registry.add_argument("--istiod-url")
+    registry.add_argument(
+        "--registry-dir", type=_path, action="append", default=[], help=_REGISTRY_DIR_HELP
+    )
+    registry.add_argument("--kubeconfig", type=_path, help=_KUBECONFIG_HELP)
+    registry.add_argument(
+        "--istiod-url", type=_http_url, help="also read istiod's /debug/registryz"
+    )
     registry.add_argument(
         "--policy", type=_path, help="for the cluster domain and mesh default exportTo"
     )
-    registry.add_argument("-o", "--output", choices=["name", "table", "json"], default="name")
+    registry.add_argument(
+        "-o", "--output", choices=["name", "table", "json"], default="name", help="output format"
+    )
     registry.set_defaults(func=cmd_registry)
 
     scan_parser = sub.add_parser("scan", help="judge every existing ServiceEntry, oldest first")
-    scan_parser.add_argument("--kubeconfig", type=_path)
-    scan_parser.add_argument("--registry-dir", type=_path, action="append", default=[])
-    scan_parser.add_argument("--istiod-url")
-    scan_parser.add_argument("--policy", type=_path)
-    scan_parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    scan_parser.add_argument("--kubeconfig", type=_path, help=_KUBECONFIG_HELP)
+    scan_parser.add_argument(
+        "--registry-dir", type=_path, action="append", default=[], help=_REGISTRY_DIR_HELP
+    )
+    scan_parser.add_argument(
+        "--istiod-url", type=_http_url, help="also read istiod's /debug/registryz"
+    )
+    scan_parser.add_argument("--policy", type=_path, help=_POLICY_HELP)
+    scan_parser.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="output format"
+    )
     scan_parser.set_defaults(func=cmd_scan)
 
     audit = sub.add_parser("audit", help="read the audit trail back, with filters")
@@ -499,12 +658,20 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         "--file", help="the audit file (its rotated files are read too); - for stdin"
     )
     audit.add_argument("--since", help="only records newer than this: 30m, 1h, 2d, or a time")
-    audit.add_argument("--namespace")
-    audit.add_argument("--user")
-    audit.add_argument("--code", help="a reason code, such as ConflictServiceEntry")
-    audit.add_argument("--decision", choices=RESULTS)
-    audit.add_argument("--event", help="admission.decision, policy.rejected or scan.violation")
-    audit.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    audit.add_argument("--namespace", help="only records of objects in this namespace")
+    audit.add_argument("--user", help="only records of requests by this user")
+    audit.add_argument(
+        "--code", type=_reason_code, help="a reason code, such as ConflictServiceEntry"
+    )
+    audit.add_argument("--decision", choices=RESULTS, help="only records with this result")
+    audit.add_argument("--event", choices=AUDIT_EVENTS, help="only records of this event")
+    audit.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="output format (json: one record a line, as written)",
+    )
     audit.set_defaults(func=cmd_audit)
 
     policy = sub.add_parser("policy", help="work with ServiceEntryPolicy documents")
@@ -513,7 +680,13 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     policy_sub.required = True
     validate = policy_sub.add_parser("validate", help="check a policy file")
-    validate.add_argument("file", type=_path, metavar="FILE")
+    validate.add_argument(
+        "file",
+        type=_path,
+        metavar="FILE",
+        help="a ServiceEntryPolicy document, or a ConfigMap holding one in data.policy.yaml; "
+        "- for standard input",
+    )
     validate.set_defaults(func=cmd_policy_validate)
 
     certs_parser = sub.add_parser("certs", help="certificates for the webhook")
@@ -522,16 +695,30 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
     )
     certs_sub.required = True
     generate = certs_sub.add_parser("generate", help="make a CA and a serving certificate")
-    generate.add_argument("--out", type=_path, default=Path("certs"))
-    generate.add_argument("--service", default="seguard")
-    generate.add_argument("--namespace", default="seguard-system")
-    generate.add_argument("--cluster-domain", default="cluster.local")
     generate.add_argument(
-        "--days", type=int, default=365, help="validity of the serving certificate"
+        "--out", type=_path, default=Path("certs"), help="folder to write the files to"
     )
-    generate.add_argument("--ca-days", type=int, default=3650, help="validity of the CA")
-    generate.add_argument("--dns", action="append", default=[], help="extra DNS name (repeatable)")
-    generate.add_argument("--ip", action="append", default=[], help="IP address SAN (repeatable)")
+    generate.add_argument(
+        "--service", type=_dns_label, default="seguard", help="the webhook's Service"
+    )
+    generate.add_argument(
+        "--namespace", type=_dns_label, default="seguard-system", help="the Service's namespace"
+    )
+    generate.add_argument(
+        "--cluster-domain", type=_dns_name, default="cluster.local", help="the cluster's domain"
+    )
+    generate.add_argument(
+        "--days", type=_positive_int, default=365, help="validity of the serving certificate"
+    )
+    generate.add_argument(
+        "--ca-days", type=_positive_int, default=3650, help="validity of a new CA"
+    )
+    generate.add_argument(
+        "--dns", type=_dns_name, action="append", default=[], help="extra DNS name (repeatable)"
+    )
+    generate.add_argument(
+        "--ip", type=_ip_address, action="append", default=[], help="IP address SAN (repeatable)"
+    )
     generate.add_argument(
         "--ca-from", type=_path, metavar="DIR", help="sign with the CA kept in DIR (renewal)"
     )

@@ -288,6 +288,21 @@ def find_kubeconfig(explicit: Path | None) -> Path | None:
     return default if default.exists() else None
 
 
+def cluster_to_read(explicit: Path | None, *, other_sources: bool) -> tuple[bool, Path | None]:
+    """Whether to read a cluster, and through which kubeconfig (None: the pod's service
+    account): ``--kubeconfig`` always; otherwise, when no other source (``--registry-dir``) is
+    given, a kubeconfig in $KUBECONFIG or ~/.kube/config, or the pod's service account.
+    ``serve``, ``scan`` and ``registry`` all ask this one function."""
+    if explicit is not None:
+        return True, find_kubeconfig(explicit)
+    if other_sources:
+        return False, None
+    found = find_kubeconfig(None)
+    if found is not None:
+        return True, found
+    return in_cluster(), None
+
+
 def in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and SERVICE_ACCOUNT_TOKEN.exists()
 

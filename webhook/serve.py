@@ -92,18 +92,8 @@ def curl_command(*, host: str, port: int, cert_dir: Path) -> str:
 
 
 def cluster_to_follow(options: Options) -> tuple[bool, Path | None]:
-    """Whether serve follows a cluster, and through which kubeconfig (None: in-cluster).
-
-    ``--kubeconfig`` always; otherwise, with no ``--registry-dir``, a kubeconfig found in
-    $KUBECONFIG or ~/.kube/config, or the pod's service account."""
-    if options.kubeconfig is not None:
-        return True, kube.find_kubeconfig(options.kubeconfig)
-    if options.follow_files:
-        return False, None
-    found = kube.find_kubeconfig(None)
-    if found is not None:
-        return True, found
-    return kube.in_cluster(), None
+    """Whether serve follows a cluster, and through which kubeconfig (None: in-cluster)."""
+    return kube.cluster_to_read(options.kubeconfig, other_sources=options.follow_files)
 
 
 def start_sources(

@@ -43,6 +43,7 @@ class CheckResult:
             "allowed": self.allowed,
             "warnings": list(self.warnings),
             "reasons": list(self.reasons),
+            "messages": list(self.messages),
             "patch": self.patch,
         }
 

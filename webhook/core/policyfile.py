@@ -41,6 +41,33 @@ from webhook.core.policy import (
 )
 from webhook.core.shapes import describe as _describe
 
+try:  # the C loader is several times faster on large dumps
+    YAML_LOADER: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    YAML_LOADER = yaml.SafeLoader
+
+
+def load_yaml_documents(text: str | bytes) -> list[Any]:
+    """The documents of a YAML (or JSON) text, the empty ones left out. Raises ValueError with
+    ``yaml_problem``'s one line: manifests and policies read the same way, and fail alike."""
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=YAML_LOADER) if doc is not None]
+    except yaml.YAMLError:
+        pass
+    # Read again by the pure-Python loader, for its message: it points at the place (libyaml
+    # often at the end of the stream), and reads the same whichever loader PyYAML was built with.
+    try:
+        return [doc for doc in yaml.load_all(text, Loader=yaml.SafeLoader) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise ValueError(yaml_problem(exc)) from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"not valid YAML{where}: {problem}"
+
 
 class PolicyError(ValueError):
     """A policy document that cannot be used. ``errors`` holds one line per problem."""
@@ -106,18 +133,47 @@ def default_policy() -> Policy:
 def parse_policy_text(text: str | bytes, *, source: str = "policy") -> Policy:
     """Parse a YAML or JSON policy document. Raises PolicyError naming every bad field."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError([f"not valid YAML{where}: {problem}"], source=source) from None
+        documents = load_yaml_documents(text)
+    except ValueError as exc:
+        raise PolicyError([str(exc)], source=source) from None
     if len(documents) != 1:
         raise PolicyError(
             [f"expected exactly one YAML document, found {len(documents)}"], source=source
         )
+    document = documents[0]
+    held = policy_in_config_map(document)
+    if held is not None:
+        return parse_policy_text(held, source=f"{source} (data.{CONFIG_MAP_KEY})")
+    if _is_config_map(document):
+        raise PolicyError(
+            [f"a ConfigMap, with no data.{CONFIG_MAP_KEY} holding a ServiceEntryPolicy"],
+            source=source,
+        )
     raw_bytes = text.encode() if isinstance(text, str) else text
-    return parse_policy(documents[0], source=source, digest=hashlib.sha256(raw_bytes).hexdigest())
+    return parse_policy(document, source=source, digest=hashlib.sha256(raw_bytes).hexdigest())
+
+
+# The key of the ConfigMap the server's policy is mounted from (deploy/base/policy.yaml).
+CONFIG_MAP_KEY = "policy.yaml"
+
+
+def _is_config_map(document: object) -> bool:
+    return (
+        isinstance(document, dict)
+        and document.get("kind") == "ConfigMap"
+        and document.get("apiVersion") == "v1"
+    )
+
+
+def policy_in_config_map(document: object) -> str | None:
+    """The policy text a ConfigMap holds in ``data.policy.yaml`` (as deploy/ ships it), or None
+    when ``document`` is no such ConfigMap."""
+    if not _is_config_map(document):
+        return None
+    assert isinstance(document, dict)
+    data = document.get("data")
+    held = data.get(CONFIG_MAP_KEY) if isinstance(data, dict) else None
+    return held if isinstance(held, str) else None
 
 
 def parse_policy(document: object, *, source: str = "policy", digest: str = "") -> Policy:

@@ -6,23 +6,19 @@ Reads YAML or JSON, multi-document files, and ``kind: List`` dumps from ``kubect
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from webhook.core.policy import API_VERSION, KIND, Policy
-from webhook.core.policyfile import parse_policy
+from webhook.core.policyfile import load_yaml_documents, parse_policy
 
 SOURCE = "files"
+STDIN = Path("-")  # a FILE of "-" is standard input
 SUFFIXES = (".yaml", ".yml", ".json")
-
-try:  # the C loader is several times faster on large dumps
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 
 class ManifestError(ValueError):
@@ -33,7 +29,9 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
     """The files to read: each file given, and every manifest under each folder, sorted."""
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if path == STDIN:
+            found.append(path)
+        elif path.is_dir():
             found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES))
         elif path.exists():
             found.append(path)
@@ -45,7 +43,7 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
 def read_documents(path: Path) -> Iterator[dict[str, Any]]:
     """The objects in one file, with List items flattened."""
     try:
-        text = path.read_bytes()
+        text = sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
     if path.suffix == ".json":
@@ -63,15 +61,10 @@ def read_documents(path: Path) -> Iterator[dict[str, Any]]:
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text") from None
     try:
-        documents = list(yaml.load_all(decoded, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML or JSON"
-        raise ManifestError(f"{path}: {where}{problem}") from None
+        documents = load_yaml_documents(decoded)
+    except ValueError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
     for index, doc in enumerate(documents):
-        if doc is None:
-            continue
         if not isinstance(doc, dict):
             raise ManifestError(f"{path}: document {index + 1} is not an object")
         yield from flatten(doc)

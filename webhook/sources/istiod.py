@@ -50,7 +50,10 @@ def fetch(
     url: str, *, token_file: Path = SERVICE_ACCOUNT_TOKEN, timeout: float = 10.0
 ) -> list[Any]:
     """GET registryz with the pod's service account token (re-read each time: it rotates)."""
-    request = urllib.request.Request(registryz_url(url), headers={"Accept": "application/json"})
+    try:
+        request = urllib.request.Request(registryz_url(url), headers={"Accept": "application/json"})
+    except ValueError as exc:  # not a URL at all: the poller reports it, and goes on
+        raise IstiodError(f"cannot reach istiod at {url!r}: {exc}") from None
     if token_file.exists():
         request.add_header("Authorization", f"Bearer {token_file.read_text().strip()}")
     context = ssl.create_default_context()
