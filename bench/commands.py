@@ -136,3 +136,50 @@ def _ready_memory(count: int, source: list[str], cert_dir: Path) -> dict[str, An
         "rss_mb": round(rss, 1),
         "peak_mb": round(peak, 1),
     }
+
+
+def write_audit_file(path: Path, megabytes: int) -> int:
+    """An audit file of about ``megabytes`` MiB of denial records; returns how many."""
+    import orjson
+
+    count = 0
+    with path.open("wb") as out:
+        while out.tell() < megabytes * 1024 * 1024:
+            record = {
+                "schemaVersion": 1, "event": "admission.decision", "level": "warning",
+                "time": f"2026-12-0{1 + count % 3}T10:{count // 60 % 60:02d}:{count % 60:02d}.000Z",
+                "webhook": "validate", "uid": f"uid-{count}", "operation": "CREATE",
+                "dryRun": False, "user": f"user-{count % 40}", "groups": ["devs"],
+                "namespace": f"team-{count % 50}", "name": f"entry-{count}", "kind": "ServiceEntry",
+                "version": "v1", "hosts": [f"api{count}.example.com"], "decision": "denied",
+                "mode": "Enforce", "exemption": None, "policyGeneration": 1,
+                "findings": [{
+                    "code": "ConflictServiceEntry", "host": f"api{count}.example.com",
+                    "action": "Deny", "outcome": "denied", "message": "x" * 180,
+                    "owner": {"kind": "ServiceEntry", "namespace": "team-a", "name": "held",
+                              "host": f"api{count}.example.com", "exportTo": "*"},
+                }],
+            }  # fmt: skip
+            out.write(orjson.dumps(record) + b"\n")
+            count += 1
+    return count
+
+
+def audit_costs(work: Path, megabytes: int = 100) -> dict[str, Any]:
+    """``seguard audit --file`` over a file of ``megabytes`` MiB, as a table and as JSON lines:
+    seconds and peak RSS, which must not grow with the file (the records are streamed)."""
+    path = work / "audit.log"
+    records = write_audit_file(path, megabytes)
+    found: dict[str, Any] = {"file_mb": megabytes, "records": records}
+    for output in ("table", "json"):
+        seconds, peak, code = _timed(
+            [sys.executable, "-m", "webhook.cli", "audit", "--file", str(path), "-o", output]
+        )
+        found[output] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1), "exit": code}
+    small = work / "audit-small.log"
+    write_audit_file(small, 1)
+    _, found["peak_rss_1mb_file_mb"], _ = _timed(
+        [sys.executable, "-m", "webhook.cli", "audit", "--file", str(small)]
+    )
+    found["peak_rss_1mb_file_mb"] = round(found["peak_rss_1mb_file_mb"], 1)
+    return found

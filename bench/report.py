@@ -10,6 +10,7 @@ from bench.settings import (
     PACED_RPS,
     ROOT,
     TARGET_BUILD_S,
+    TARGET_AUDIT_GROWTH,
     TARGET_CHECK_GROWTH,
     TARGET_LOOKUP_RATIO,
     TARGET_P99_MS,
@@ -44,6 +45,14 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             f"seguard check: µs per manifest at {biggest['manifests']:,} / at {check['cases'][0]['manifests']:,}",
             f"<= {TARGET_CHECK_GROWTH}", f"{check['growth']:.2f} ({biggest['seconds']:.1f} s for {biggest['manifests']:,})",
             check["growth"] <= TARGET_CHECK_GROWTH,
+        ))  # fmt: skip
+    if "audit" in result:
+        audit = result["audit"]
+        peak = max(audit["table"]["peak_rss_mb"], audit["json"]["peak_rss_mb"])
+        grown = peak / audit["peak_rss_1mb_file_mb"]
+        rows.append((
+            f"seguard audit's peak RSS, {audit['file_mb']} MiB file / 1 MiB file",
+            f"<= {TARGET_AUDIT_GROWTH}", f"{grown:.2f} ({peak:.0f} MB)", grown <= TARGET_AUDIT_GROWTH,
         ))  # fmt: skip
     return [(name, target, got, ok) for name, target, got, ok in rows]
 
@@ -150,6 +159,18 @@ def markdown(result: dict[str, Any]) -> str:
                 + ".",
             ]
             if "serve_memory" in result
+            else []
+        ),
+        *(
+            [
+                "",
+                f"`seguard audit --file` over a {result['audit']['file_mb']} MiB audit file "
+                f"({result['audit']['records']:,} records): as a table {result['audit']['table']['seconds']:.1f} s, "
+                f"peak RSS {result['audit']['table']['peak_rss_mb']:.0f} MB; as JSON lines "
+                f"{result['audit']['json']['seconds']:.1f} s, {result['audit']['json']['peak_rss_mb']:.0f} MB "
+                f"(over a 1 MiB file: {result['audit']['peak_rss_1mb_file_mb']:.0f} MB).",
+            ]
+            if "audit" in result
             else []
         ),
         "",

@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import api_server, churning
-from bench.commands import check_costs, serve_memory
+from bench.commands import audit_costs, check_costs, serve_memory
 from bench.micro import (
     library_floor_mb,
     lookup_costs,
@@ -237,6 +237,8 @@ def main() -> None:
     check = check_costs(work)
     print("bench: seguard serve's memory at 10k, 40k and 100k objects ...", flush=True)
     memory_by_size = serve_memory(work, cert_dir)
+    print("bench: seguard audit over a 100 MiB audit file ...", flush=True)
+    audit = audit_costs(work)
     print("bench: 20k-object list and index ...", flush=True)
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
@@ -271,6 +273,7 @@ def main() -> None:
         "cases": cases,
         "check": check,
         "serve_memory": memory_by_size,
+        "audit": audit,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

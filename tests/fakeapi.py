@@ -56,6 +56,15 @@ class Cluster:
         self.cut_lists = 0  # the next N list answers break off halfway through their body
         self.bookmarks: dict[str, int] = {}  # kind -> the last version bookmarked
         self.log: list[tuple[str, str]] = []  # (method, path with query) of every request
+        # Pods by (namespace, name): their labels and each container's log, for `kubectl logs`.
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add_pod(
+        self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str]
+    ) -> None:
+        """A running pod whose containers wrote ``logs`` (container name to text)."""
+        with self.lock:
+            self.pods[(namespace, name)] = {"labels": labels, "logs": logs}
 
     def _bump(self) -> int:
         self.version += 1
@@ -293,6 +302,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.cluster.lock:
             self.server.cluster.log.append(("GET", self.path))
+        if self._discovery_or_pods():
+            return
         lease = self._lease_path()
         if lease is not None and lease[1] is not None:
             with self.server.cluster.lock:
@@ -337,6 +348,71 @@ class _Handler(BaseHTTPRequestHandler):
             self._watch(kind, query)
         else:
             self._list(kind, api_version, query)
+
+    def _discovery_or_pods(self) -> bool:
+        """What ``kubectl logs -l`` asks first: the version, discovery, the pods, their logs."""
+        url = urlparse(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/version":
+            self._json(200, {"major": "1", "minor": "36", "gitVersion": "v1.36.0"})
+        elif url.path == "/api":
+            self._json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})  # fmt: skip
+        elif url.path == "/apis":
+            self._json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        elif url.path == "/api/v1":
+            resources = [
+                {"name": name, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": ["get", "list", "watch"]}
+                for name, namespaced, kind in (("namespaces", False, "Namespace"), ("pods", True, "Pod"), ("pods/log", True, "Pod"), ("services", True, "Service"))
+            ]  # fmt: skip
+            self._json(200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": resources})  # fmt: skip
+        elif match := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", url.path):
+            self._json(200, self._pods(match.group(1), query.get("labelSelector", "")))
+        elif match := re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)(/log)?", url.path):
+            namespace, name, log = match.groups()
+            with self.server.cluster.lock:
+                pod = self.server.cluster.pods.get((namespace, name))
+            if pod is None:
+                self._status(404, "NotFound", f'pods "{name}" not found')
+            elif log:
+                container = query.get("container") or next(iter(pod["logs"]))
+                lines = pod["logs"].get(container, "").splitlines(keepends=True)
+                tail = int(query.get("tailLines", "-1"))
+                if tail >= 0:
+                    lines = lines[len(lines) - tail :] if tail else []
+                if query.get("timestamps") == "true":
+                    lines = [f"2026-12-03T10:00:{i % 60:02d}.000000000Z {line}" for i, line in enumerate(lines)]  # fmt: skip
+                data = "".join(lines).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:
+                self._json(200, self._pod(namespace, name, pod))
+        else:
+            return False
+        return True
+
+    @staticmethod
+    def _pod(namespace: str, name: str, pod: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": pod["labels"], "uid": f"uid-{name}", "resourceVersion": "1"},
+            "spec": {"containers": [{"name": c, "image": "seguard"} for c in pod["logs"]]},
+            "status": {"phase": "Running"},
+        }  # fmt: skip
+
+    def _pods(self, namespace: str, selector: str) -> dict[str, Any]:
+        wanted = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
+        with self.server.cluster.lock:
+            pods = dict(self.server.cluster.pods)
+        items = [
+            self._pod(ns, name, pod)
+            for (ns, name), pod in sorted(pods.items())
+            if ns == namespace and all(pod["labels"].get(k) == v for k, v in wanted.items())
+        ]
+        return {"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}  # fmt: skip
 
     def _list(self, kind: str, api_version: str, query: dict[str, str]) -> None:
         cluster = self.server.cluster

@@ -54,6 +54,7 @@ def test_a_denial_record_answers_who_what_when_and_why() -> None:
     assert record == {
         "schemaVersion": SCHEMA_VERSION,
         "event": "admission.decision",
+        "level": "warning",
         "time": "2026-11-23T10:00:00.123Z",
         "webhook": "validate",
         "uid": "6f1c2d3e-0000-4000-8000-000000000001",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -29,6 +30,7 @@ def record(n: int, **fields: Any) -> AdmissionRecord:
     base: AdmissionRecord = {
         "schemaVersion": 1,
         "event": "admission.decision",
+        "level": "warning",
         "time": "2026-11-23T10:00:00.000Z",
         "webhook": "validate",
         "uid": f"u{n}",
@@ -250,3 +252,89 @@ def test_a_torn_line_from_a_crash_does_not_swallow_the_next_record(tmp_path: Pat
     log.close()
     result = seguard_audit("--file", str(path), "-o", "json")
     assert [json.loads(line)["uid"] for line in result.stdout.splitlines()] == ["u1", "u2"]
+
+
+def _replica_log(tmp_path: Path, name: str, hosts: list[str]) -> str:
+    """What one replica's container log holds: a real ``seguard serve``'s standard output
+    (audit records) and standard error (JSON log lines) in one stream, as the kubelet keeps
+    them, after it refused an entry for each of ``hosts``."""
+    folder = tmp_path / name
+    folder.mkdir()
+    issue_certs(folder / "certs")
+    log = folder / "container.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "webhook.cli", "serve", "--cert-dir", str(folder / "certs"),
+                "--registry-dir", str(folder), "--host", "127.0.0.1", "--port", "0",
+                "--metrics-port", "0", "--drain-seconds", "0",
+            ],
+            cwd=folder, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            port = _webhook_port(log)
+            context = ssl.create_default_context(cafile=str(folder / "certs" / "ca.crt"))
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+            for i, host in enumerate(hosts):
+                review = make_review(
+                    make_service_entry(f"e{i}", "team-a", [host]), uid=f"{name}-{i}"
+                )
+                conn.request("POST", "/validate", body=json.dumps(review), headers={"Content-Type": "application/json"})  # fmt: skip
+                assert json.loads(conn.getresponse().read())["response"]["allowed"] is False
+            conn.close()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    return log.read_text()
+
+
+def _webhook_port(log: Path) -> int:
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and json.loads(line).get("event") == "server.started":
+                return int(json.loads(line)["webhook"].rsplit(":", 1)[1])
+        time.sleep(0.05)
+    raise AssertionError(f"serve did not start: {log.read_text()}")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+@pytest.mark.parametrize("flags", [["--prefix"], [], ["--prefix", "--timestamps"]])
+def test_seguard_audit_reads_kubectl_logs_of_every_replica(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    """Two replicas' logs through a real ``kubectl logs -l ... --tail=-1`` (which reads only 10
+    lines a pod without it): every refusal of both is found, and nothing else is taken for one."""
+    from tests.fakeapi import Cluster, FakeApiServer
+
+    server = FakeApiServer(Cluster())
+    server.start()
+    try:
+        for name, hosts in (("seguard-a", ["*.com", "*.net"]), ("seguard-b", ["*.org"])):
+            logs = _replica_log(tmp_path, name, hosts)
+            assert any(line.startswith('{"time"') for line in logs.splitlines())  # log lines too
+            server.cluster.add_pod("seguard-system", name, {"app": "seguard"}, {"webhook": logs})
+        kubectl = subprocess.run(
+            ["kubectl", "--kubeconfig", str(server.kubeconfig(tmp_path / "kc")), "logs", "-n",
+             "seguard-system", "-l", "app=seguard", "--tail=-1", *flags],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert kubectl.returncode == 0, kubectl.stderr
+    if "--prefix" in flags:
+        assert kubectl.stdout.startswith("[pod/seguard-")
+    audit = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "audit", "--file", "-", "-o", "json"],
+        input=kubectl.stdout, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stderr
+    found = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert sorted(r["uid"] for r in found) == ["seguard-a-0", "seguard-a-1", "seguard-b-0"]
+    assert {r["decision"] for r in found} == {"denied"}
+    table = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "audit", "--file", "-", "--code", "WildcardTooBroad"],
+        input=kubectl.stdout, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert len(table.stdout.splitlines()) == 1 + 3

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -71,6 +72,7 @@ class AdmissionRecord(TypedDict):
 
     schemaVersion: int
     event: str
+    level: str  # as a log line's: info, warning or error
     time: str
     webhook: str
     uid: str
@@ -95,6 +97,7 @@ class ScanViolationRecord(TypedDict):
 
     schemaVersion: int
     event: str
+    level: str  # as a log line's: info, warning or error
     time: str
     namespace: str
     name: str
@@ -114,6 +117,7 @@ class PolicyRejectedRecord(TypedDict):
 
     schemaVersion: int
     event: str
+    level: str  # as a log line's: info, warning or error
     time: str
     file: str
     error: str
@@ -142,6 +146,7 @@ def admission_record(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "event": EVENT_ADMISSION,
+        "level": "warning" if verdict.result == DENIED else "info",
         "time": at,
         "webhook": webhook,
         "uid": req.uid if req else uid,
@@ -171,6 +176,7 @@ def failure_record(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "event": EVENT_ADMISSION,
+        "level": "error",
         "time": at,
         "webhook": webhook,
         "uid": req.uid,
@@ -207,6 +213,7 @@ def scan_violation_record(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "event": EVENT_SCAN_VIOLATION,
+        "level": "warning",
         "time": at,
         "namespace": violation.namespace,
         "name": violation.name,
@@ -228,6 +235,7 @@ def policy_rejected_record(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "event": EVENT_POLICY_REJECTED,
+        "level": "error",
         "time": at,
         "file": file,
         "error": error,
@@ -647,12 +655,34 @@ class Query:
         return True
 
 
-def read_records(lines: Iterable[bytes]) -> Iterable[dict[str, Any]]:
-    """Parse audit lines, skipping a torn or foreign line instead of failing."""
+def read_records(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The audit records among ``lines``, one at a time: an audit file's lines, or a log
+    pipeline's, such as ``kubectl logs`` of every replica, with or without ``--prefix``
+    (``[pod/NAME/CONTAINER] ``) and ``--timestamps``. A torn line, a log line and anything
+    else that is not an audit record is skipped."""
     for raw in lines:
-        try:
-            record = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "schemaVersion" in record:
+        record = record_of(raw)
+        if record is not None:
             yield record
+
+
+# What may stand before a record on a log pipeline's line: kubectl's --prefix and --timestamps.
+_LOG_PREFIX = re.compile(
+    rb"\s*(?:\[[^\]\n]*\]\s*)?(?:\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)\s+)?"
+)
+
+
+def record_of(raw: bytes) -> dict[str, Any] | None:
+    """The audit record on one line, or None."""
+    start = raw.find(b"{")
+    if start < 0:
+        return None
+    if start and _LOG_PREFIX.fullmatch(raw, 0, start) is None:
+        return None
+    try:
+        record = orjson.loads(raw[start:])
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(record, dict) and "schemaVersion" in record:
+        return record
+    return None

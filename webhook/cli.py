@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -307,36 +308,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for r in found:
             sys.stdout.write(orjson.dumps(r).decode() + "\n")
         return EXIT_OK
-    records = list(found)
-    rows = []
-    for r in records:
-        findings = [f for f in r.get("findings") or [] if isinstance(f, dict)]
-        codes = ",".join(dict.fromkeys(str(f.get("code")) for f in findings)) or str(
-            r.get("code") or "-"
-        )
-        owners = ",".join(
-            dict.fromkeys(
-                f"{f['owner']['namespace']}/{f['owner']['name']}"
-                for f in findings
-                if isinstance(f.get("owner"), dict)
-            )
-        )
-        rows.append(
-            [
-                str(r.get("time", "")),
-                str(r.get("decision") or r.get("event", "")),
-                str(r.get("user") or "-"),
-                f"{r.get('namespace', '')}/{r.get('name', '')}",
-                ",".join(r.get("hosts") or []) or str(r.get("host") or "-"),
-                codes,
-                owners or "-",
-                "yes" if r.get("dryRun") else "",
-            ]
-        )
-    _print_table(
-        rows, ["TIME", "DECISION", "USER", "OBJECT", "HOSTS", "CODES", "OWNERS", "DRY-RUN"]
-    )
+    headers = ["TIME", "DECISION", "USER", "OBJECT", "HOSTS", "CODES", "OWNERS", "DRY-RUN"]
+    _stream_table((_audit_row(r) for r in found), headers)
     return EXIT_OK
+
+
+def _audit_row(r: dict[str, Any]) -> list[str]:
+    findings = [f for f in r.get("findings") or [] if isinstance(f, dict)]
+    codes = ",".join(dict.fromkeys(str(f.get("code")) for f in findings)) or str(
+        r.get("code") or "-"
+    )
+    owners = ",".join(
+        dict.fromkeys(
+            f"{f['owner']['namespace']}/{f['owner']['name']}"
+            for f in findings
+            if isinstance(f.get("owner"), dict)
+        )
+    )
+    return [
+        str(r.get("time", "")),
+        str(r.get("decision") or r.get("event", "")),
+        str(r.get("user") or "-"),
+        f"{r.get('namespace', '')}/{r.get('name', '')}",
+        ",".join(r.get("hosts") or []) or str(r.get("host") or "-"),
+        codes,
+        owners or "-",
+        "yes" if r.get("dryRun") else "",
+    ]
+
+
+# How many rows set a streamed table's column widths: the rest are printed as they come, in
+# memory that does not grow with the input (a longer cell only pushes its line out).
+_TABLE_WIDTH_ROWS = 1000
+
+
+def _stream_table(rows: Iterator[list[str]], headers: list[str]) -> None:
+    first = list(itertools.islice(rows, _TABLE_WIDTH_ROWS))
+    widths = [len(h) for h in headers]
+    for row in first:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    for row in itertools.chain([headers], first, rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 # --- seguard policy validate ------------------------------------------------------------------
