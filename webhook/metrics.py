@@ -13,6 +13,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -56,6 +58,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.admission = AdmissionStats(r)
+        # process_* (CPU, memory, open files, start time) and python_info, as any exporter.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         r.register(_ThreadCollector())
         self.gc_pauses = GcPauses()
         r.register(self.gc_pauses)
