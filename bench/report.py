@@ -1,4 +1,4 @@
-"""The benchmark's report: targets met or not, the tables, the plot, the README section."""
+"""The benchmark's report: targets met or not, the tables, the plot, bench/README.md's section."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "bench" / "README.md"
     text = readme.read_text()
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     if start in text and end in text:

@@ -188,7 +188,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the 100k case only")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved saturation rounds")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one wrk run")
-    parser.add_argument("--readme", action="store_true", help="also put the table in README.md")
+    parser.add_argument(
+        "--readme", action="store_true", help="also put the table in bench/README.md"
+    )
     args = parser.parse_args()
     ensure_environment()
     wrk_path = ensure_wrk()

@@ -594,3 +594,41 @@ def test_serve_managing_webhooks_without_a_cluster_fails_in_one_line(tmp_path: P
         "seguard: error: --manage-webhooks needs a cluster (--kubeconfig, or run in a pod)"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_a_long_check_shows_its_progress_on_a_terminal_and_only_there(tmp_path: Path) -> None:
+    import pty
+
+    docs = [
+        {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "ServiceEntry",
+            "metadata": {"name": f"e{i}", "namespace": f"team-{i % 7}"},
+            "spec": {"hosts": [f"api{i}.example.com"]},
+        }
+        for i in range(6000)
+    ]
+    path = write(tmp_path / "many.yaml", docs)
+    argv = [sys.executable, "-m", "webhook.cli", "check", str(path), "-o", "json"]
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=follower, timeout=120, check=False
+        )
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is closed once the command is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert len(json.loads(proc.stdout)) == 6000  # standard output is the answer alone
+    assert b"seguard: checked 6,000 of 6,000 ServiceEntries" in seen
+    piped = seguard("check", str(path), "-o", "json", timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""

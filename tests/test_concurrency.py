@@ -4,7 +4,7 @@ Each replica judges against its own view of the registry, which learns of a new 
 after the API server has stored it and the watch has delivered it. Two creates of the same host,
 from two namespaces, that reach the two replicas within that window are both admitted: neither
 replica can see the other's. This test shows the race, and that the periodic scan then finds the
-duplicate and names the younger entry. (README, "Two replicas and the race".)
+duplicate and names the younger entry. (docs/hardening.md, "Two replicas and the race".)
 """
 
 from __future__ import annotations

@@ -186,3 +186,36 @@ def test_the_rendered_webhooks_with_a_loopback_url_stay_valid(tmp_path: Path) ->
             assert {k: v for k, v in hook.items() if k != "clientConfig"} == {
                 k: v for k, v in before.items() if k != "clientConfig"
             }
+
+
+def test_the_readmes_own_overlay_sets_the_image_and_owns_the_policy(tmp_path: Path) -> None:
+    """The overlay the README tells a platform team to write, as written there: it renders, its
+    objects are valid, the Deployment runs their image, and the policy is theirs."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
+    readme = (ROOT / "README.md").read_text()
+    marker = "# deploy/overlays/mine/kustomization.yaml\n"
+    start = readme.index(marker) + len(marker)
+    kustomization = readme[start : readme.index("```", start)]
+    deploy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", deploy)
+    mine = deploy / "overlays" / "mine"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(kustomization)
+    policy = "apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\nspec:\n  mode: Enforce\n"
+    (mine / "policy.yaml").write_text(policy)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(mine)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for obj in objects:
+        if obj["apiVersion"].startswith(("cert-manager.io", "monitoring.coreos.com")):
+            continue
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    [deployment] = by_kind(objects, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/platform/seguard:0.1.0"
+    [config] = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "seguard-policy"]  # fmt: skip
+    assert config["data"] == {"policy.yaml": policy}
+    assert {"ServiceMonitor", "PrometheusRule"} <= {obj["kind"] for obj in objects}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +288,15 @@ def test_targets_are_read_and_a_namespace_rule_adds_to_them() -> None:
         "192.0.2.0/24",
     ]
     assert (team_a.min_prefix_ipv4, team_a.min_prefix_ipv6, team_a.action) == (16, 48, Action.WARN)
+
+
+def test_the_readme_shows_the_built_in_policy_as_it_is() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    shown = [
+        block
+        for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+        if block.startswith("apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\n")
+        and "\n  scan:" in block
+    ]
+    assert shown == [DEFAULT_POLICY_YAML]
+    assert default_policy().namespace_rules == ()  # its payments rule is a comment, an example

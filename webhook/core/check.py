@@ -9,7 +9,7 @@ the ones after it, so two manifests in one change that claim the same host are c
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +73,14 @@ def _request(
 
 
 def check_objects(
-    objects: Iterable[Mapping[str, Any]], *, policy: Policy, builder: RegistryBuilder
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    builder: RegistryBuilder,
+    progress: Callable[[int], None] | None = None,
 ) -> list[CheckResult]:
-    """Judge every ServiceEntry in ``objects``; other kinds are skipped. Updates ``builder``."""
+    """Judge every ServiceEntry in ``objects``; other kinds are skipped. Updates ``builder``.
+    ``progress`` is told how many have been judged, after each one."""
     results: list[CheckResult] = []
     snapshot = builder.view()
     for original in objects:
@@ -119,4 +124,6 @@ def check_objects(
         if allowed and name:
             builder.apply(mutated, source="check")
             snapshot = builder.view()
+        if progress is not None:
+            progress(len(results))
     return results

@@ -95,8 +95,8 @@ spec:
     allowed: []                      # empty or absent: any external host may be registered
     denied: []
     wildcards: Allow                 # Allow | Warn | Deny
-    publicSuffixWildcards: Deny      # WildcardTooBroad
-    partialWildcards: Warn           # PartialWildcard: *foo.example.com
+    publicSuffixWildcards: Deny      # WildcardTooBroad: Allow | Warn | Deny
+    partialWildcards: Warn           # PartialWildcard (*foo.example.com): Allow | Warn | Deny
   conflicts:                         # each: Deny | Warn | Allow
     kubernetesService: Deny
     kubernetesServiceSameNamespace: Warn
@@ -121,6 +121,8 @@ spec:
     exportTo: null                   # e.g. ["."]
   audit:
     recordAllowed: false             # also record clean allows
+  scan:
+    interval: 5m                     # the periodic scan of existing ServiceEntries; 0 turns it off
 """
 
 
