@@ -391,6 +391,18 @@ def cmd_policy_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_policy_schema(_args: argparse.Namespace) -> int:
+    import yaml
+
+    from webhook.core.policyschema import crd
+
+    header = (
+        "# The ServiceEntryPolicy CRD, made by `seguard policy schema` from the policy's model.\n"
+    )
+    sys.stdout.write(header + yaml.safe_dump(crd(), sort_keys=False, width=100))
+    return EXIT_OK
+
+
 # --- seguard certs generate -------------------------------------------------------------------
 
 
@@ -725,6 +737,10 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one statement 
         "- for standard input",
     )
     validate.set_defaults(func=cmd_policy_validate)
+    schema = policy_sub.add_parser(
+        "schema", help="print the ServiceEntryPolicy CustomResourceDefinition (YAML)"
+    )
+    schema.set_defaults(func=cmd_policy_schema)
 
     certs_parser = sub.add_parser("certs", help="certificates for the webhook")
     certs_sub = certs_parser.add_subparsers(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from types import MappingProxyType
@@ -39,6 +40,7 @@ from webhook.core.policy import (
     Targets,
     looks_like_an_address,
 )
+from webhook.core.policyschema import MESH_WIDE, SPEC, TOP_LEVEL, Field
 from webhook.core.shapes import describe as _describe
 
 try:  # the C loader is several times faster on large dumps
@@ -191,34 +193,35 @@ def parse_policy(document: object, *, source: str = "policy", digest: str = "") 
 
 # --- the checker -----------------------------------------------------------------------------
 
-_SPEC_FIELDS = frozenset(
-    {
-        "clusterDomain",
-        "mode",
-        "meshDefaultExportTo",
-        "exemptions",
-        "hosts",
-        "conflicts",
-        "namespaces",
-        "defaults",
-        "audit",
-        "scan",
-        "targets",
-    }
-)
+
+def _fields(*path: str) -> frozenset[str]:
+    """The field names the model (``policyschema``) gives the object at ``path`` under spec
+    (a list's items, for a list)."""
+    field = SPEC
+    for name in path:
+        field = _object_of(field).fields[name]
+    return frozenset(_object_of(field).fields)
+
+
+def _object_of(field: Field) -> Field:
+    return field.items if field.items is not None else field
+
+
+_SPEC_FIELDS = _fields()
 # A namespace rule may override any field of spec except these, which are mesh-wide.
-_MESH_WIDE = frozenset({"clusterDomain", "namespaces", "scan"})
+_MESH_WIDE = MESH_WIDE
 _CONFLICT_FIELDS = MappingProxyType(
-    {
-        "kubernetesService": "kubernetes_service",
-        "kubernetesServiceSameNamespace": "kubernetes_service_same_namespace",
-        "serviceEntry": "service_entry",
-        "serviceEntrySameNamespace": "service_entry_same_namespace",
-        "wildcardOverlap": "wildcard_overlap",
-        "reservedClusterDomain": "reserved_cluster_domain",
-    }
+    {key: re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower() for key in sorted(_fields("conflicts"))}
 )
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_OPERATORS = (
+    _object_of(
+        _object_of(_object_of(SPEC.fields["namespaces"]).fields["selector"]).fields[
+            "matchExpressions"
+        ]
+    )
+    .fields["operator"]
+    .enum
+)
 _MISSING = object()
 
 
@@ -290,7 +293,7 @@ class _Checker:
         return str(value)
 
     def policy(self, document: object) -> Policy | None:
-        top = self.mapping(document, "policy", {"apiVersion", "kind", "metadata", "spec"})
+        top = self.mapping(document, "policy", TOP_LEVEL)
         if top is None:
             return None
         if top.get("apiVersion") != API_VERSION:
@@ -383,7 +386,7 @@ class _Checker:
         return tuple(patterns)
 
     def scan(self, value: object, path: str) -> float:
-        spec = self.mapping(value, path, {"interval"})
+        spec = self.mapping(value, path, _fields("scan"))
         if not spec or spec.get("interval") is None:
             return 300.0
         return self.duration(spec["interval"], f"{path}.interval")
@@ -423,7 +426,7 @@ class _Checker:
         )
 
     def exemptions(self, value: object, path: str, base: Rules) -> Exemptions:
-        spec = self.mapping(value, path, {"namespaces", "users", "groups"})
+        spec = self.mapping(value, path, _fields("exemptions"))
         if spec is None:
             return base.exemptions
         found = {
@@ -438,11 +441,7 @@ class _Checker:
         )
 
     def host_rules(self, value: object, path: str, base: Rules) -> HostRules:
-        spec = self.mapping(
-            value,
-            path,
-            {"allowed", "denied", "wildcards", "publicSuffixWildcards", "partialWildcards"},
-        )
+        spec = self.mapping(value, path, _fields("hosts"))
         if spec is None:
             return base.hosts
         old = base.hosts
@@ -476,7 +475,7 @@ class _Checker:
 
     def targets(self, value: object, path: str, base: Rules) -> Targets:
         """The targets section; a namespace rule adds to the global denied list."""
-        spec = self.mapping(value, path, {"denied", "minPrefixLength", "action"})
+        spec = self.mapping(value, path, _fields("targets"))
         old = base.targets
         if spec is None:
             return old
@@ -490,7 +489,11 @@ class _Checker:
                 elif target is not None:
                     networks.append(target)
         prefix = (
-            self.mapping(spec.get("minPrefixLength"), f"{path}.minPrefixLength", {"ipv4", "ipv6"})
+            self.mapping(
+                spec.get("minPrefixLength"),
+                f"{path}.minPrefixLength",
+                _fields("targets", "minPrefixLength"),
+            )
             or {}
         )
         return Targets(
@@ -557,7 +560,7 @@ class _Checker:
     def defaults(self, value: object, path: str, base: Rules) -> Defaults:
         if value is _MISSING:
             return base.defaults
-        spec = self.mapping(value, path, {"location", "resolution", "exportTo"})
+        spec = self.mapping(value, path, _fields("defaults"))
         if spec is None:
             return base.defaults
         old = base.defaults
@@ -585,7 +588,7 @@ class _Checker:
         return Defaults(location=location, resolution=resolution, export_to=export_to)
 
     def audit(self, value: object, path: str, base: Rules) -> AuditSettings:
-        spec = self.mapping(value, path, {"recordAllowed"})
+        spec = self.mapping(value, path, _fields("audit"))
         if spec is None or "recordAllowed" not in spec or spec["recordAllowed"] is None:
             return base.audit
         flag = spec["recordAllowed"]
@@ -595,7 +598,7 @@ class _Checker:
         return AuditSettings(record_allowed=flag)
 
     def namespace_rule(self, raw: object, path: str, base: Rules) -> NamespaceRule | None:
-        allowed = (_SPEC_FIELDS - _MESH_WIDE) | {"selector"}
+        allowed = _fields("namespaces") - _MESH_WIDE
         if isinstance(raw, dict):
             for key in raw:
                 if key in _MESH_WIDE:
@@ -613,7 +616,7 @@ class _Checker:
         return NamespaceRule(selector=selector, rules=rules)
 
     def selector(self, value: object, path: str) -> NamespaceSelector:
-        spec = self.mapping(value, path, {"names", "matchLabels", "matchExpressions"})
+        spec = self.mapping(value, path, _fields("namespaces", "selector"))
         if not spec:
             return NamespaceSelector()
         names: frozenset[str] | None = None
@@ -655,7 +658,7 @@ class _Checker:
         )
 
     def requirement(self, raw: object, path: str) -> LabelRequirement | None:
-        spec = self.mapping(raw, path, {"key", "operator", "values"})
+        spec = self.mapping(raw, path, _fields("namespaces", "selector", "matchExpressions"))
         if spec is None:
             return None
         key = spec.get("key")
