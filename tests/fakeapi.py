@@ -28,7 +28,11 @@ PATHS = {
     "/api/v1/namespaces": ("Namespace", "v1"),
     "/api/v1/services": ("Service", "v1"),
     "/apis/networking.istio.io/v1/serviceentries": ("ServiceEntry", "networking.istio.io/v1"),
+    "/apis/seguard.io/v1alpha1/serviceentrypolicies": ("ServiceEntryPolicy", "seguard.io/v1alpha1"),
 }
+# Kinds with a status subresource: an update keeps the status, a change of spec bumps the
+# generation, and PATCH .../status changes the status alone.
+WITH_STATUS = {"ServiceEntryPolicy"}
 KIND_PATH = {kind: path for path, (kind, _) in PATHS.items()}
 
 
@@ -58,6 +62,8 @@ class Cluster:
         self.log: list[tuple[str, str]] = []  # (method, path with query) of every request
         # Pods by (namespace, name): their labels and each container's log, for `kubectl logs`.
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        # (token, name, patch) of every status patch: the token says which client sent it.
+        self.status_patches: list[tuple[str, str, Any]] = []
 
     def add_pod(
         self, namespace: str, name: str, labels: dict[str, str], logs: dict[str, str]
@@ -76,6 +82,18 @@ class Cluster:
             meta = obj.setdefault("metadata", {})
             key = (meta.get("namespace", ""), meta["name"])
             existed = key in self.objects[kind]
+            if kind in WITH_STATUS:
+                old = self.objects[kind].get(key)
+                meta.setdefault("uid", f"uid-{kind.lower()}-{meta['name']}")
+                if old is None:
+                    meta["generation"] = 1
+                    obj.pop("status", None)
+                else:
+                    changed = old.get("spec") != obj.get("spec")
+                    meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
+                    meta["uid"] = old["metadata"]["uid"]
+                    if "status" in old:
+                        obj["status"] = copy.deepcopy(old["status"])
             meta["resourceVersion"] = str(self._bump())
             meta.setdefault("creationTimestamp", "2026-11-23T10:00:00Z")
             self.objects[kind][key] = copy.deepcopy(obj)
@@ -151,9 +169,45 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0") or 0)
         return json.loads(self.rfile.read(length) or b"null")
 
+    def _status_path(self) -> tuple[str, str] | None:
+        for path, (kind, _) in PATHS.items():
+            match = re.fullmatch(re.escape(path) + r"/([^/]+)/status", urlparse(self.path).path)
+            if match and kind in WITH_STATUS:
+                return kind, match.group(1)
+        return None
+
+    def _patch_status(self, kind: str, name: str) -> None:
+        """A JSON merge patch (RFC 7386) of an object's status, as the status subresource takes."""
+        cluster = self.server.cluster
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            self._status(415, "UnsupportedMediaType", "expected application/merge-patch+json")
+            return
+        patch = self._body()
+        with cluster.lock:
+            if (kind, "patch") in cluster.forbidden:
+                self._status(403, "Forbidden", f"{kind.lower()}s/status is forbidden")
+                return
+            obj = cluster.objects[kind].get(("", name))
+            if obj is None:
+                self._status(404, "NotFound", f'{kind.lower()} "{name}" not found')
+                return
+            status = _merge(obj.get("status", {}), (patch or {}).get("status", {}))
+            obj["status"] = status
+            obj["metadata"]["resourceVersion"] = str(cluster._bump())
+            cluster.events.append((cluster.version, kind, "MODIFIED", copy.deepcopy(obj)))
+            token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            cluster.status_patches.append((token, name, copy.deepcopy(patch)))
+            cluster.lock.notify_all()
+            body = copy.deepcopy(obj)
+        self._json(200, body)
+
     def do_PATCH(self) -> None:
         with self.server.cluster.lock:
             self.server.cluster.log.append(("PATCH", self.path))
+        status_of = self._status_path()
+        if status_of is not None:
+            self._patch_status(*status_of)
+            return
         key = self._admission_path()
         cluster = self.server.cluster
         ops = self._body()
@@ -516,6 +570,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge(merged.get(key), value)
+    return merged
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -566,14 +633,16 @@ class FakeApiServer:
         assert self._server is not None
         self._server.bookmark_every = on
 
-    def kubeconfig(self, path: Path) -> Path:
+    def kubeconfig(self, path: Path, *, token: str = "not-a-secret") -> Path:
+        """A kubeconfig for this server; ``token`` tells one client's requests from another's
+        (the status patches record it)."""
         path.write_text(
             json.dumps(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
                     "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                    "users": [{"name": "fake", "user": {"token": "not-a-secret"}}],
+                    "users": [{"name": "fake", "user": {"token": token}}],
                     "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
                     "current-context": "fake",
                 }

@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from webhook.core.policyfile import parse_policy
+
 ROOT = Path(__file__).resolve().parent.parent
 # The oldest Kubernetes minor we support: every object must be valid there (and later).
 KUBERNETES_VERSION = "1.30"
@@ -51,6 +53,10 @@ def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 def test_every_rendered_object_is_valid(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, objects = rendered
     for obj in objects:
+        if obj["apiVersion"] == "seguard.io/v1alpha1":
+            # Our own kind: the schema is ours (tests/test_policyschema.py); the reader checks it.
+            parse_policy(obj)
+            continue
         if obj["kind"] in CERT_MANAGER_KINDS:
             # Not in the Kubernetes schemas: check the fields cert-manager requires.
             assert obj["apiVersion"] == "cert-manager.io/v1"
@@ -150,16 +156,57 @@ def test_the_deployment_is_hardened_and_highly_available(tmp_path: Path) -> None
     assert pdb["spec"]["minAvailable"] == 1
     [service] = by_kind(objects, "Service")
     assert {p["port"] for p in service["spec"]["ports"]} == {443, 8080}
-    [config] = by_kind(objects, "ConfigMap")
-    policy = yaml.safe_load(config["data"]["policy.yaml"])
+    # The policy is the ServiceEntryPolicy "default", in Audit mode, and the server reads it
+    # (no --policy file).
+    [policy] = by_kind(objects, "ServiceEntryPolicy")
+    assert policy["metadata"]["name"] == "default"
     assert policy["spec"]["mode"] == "Audit", (
         "a fresh install refuses nothing until the admin says so"
     )
+    assert not any(arg.startswith("--policy") for arg in container["args"])
     result = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "policy", "validate", "/dev/stdin"],
-        input=config["data"]["policy.yaml"], capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "webhook.cli", "policy", "validate", "-"],
+        input=yaml.safe_dump(policy), capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    [crd] = by_kind(objects, "CustomResourceDefinition")
+    assert crd["metadata"]["name"] == "serviceentrypolicies.seguard.io"
+
+
+def test_the_policy_configmap_component_puts_the_file_back(tmp_path: Path) -> None:
+    """For those who keep the policy in a ConfigMap: --policy, the mount, the ConfigMap, and no
+    ServiceEntryPolicy object that would seem to be in force."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", deploy)
+    overlay = deploy / "overlays" / "configmap"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n- ../../base\ncomponents:\n- ../../components/policy-configmap\n"
+    )
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert by_kind(objects, "ServiceEntryPolicy") == []
+    [config] = by_kind(objects, "ConfigMap")
+    [deployment] = by_kind(objects, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert "--policy=/etc/seguard/policy/policy.yaml" in container["args"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "policy"]
+    assert mount["mountPath"] == "/etc/seguard/policy"
+    [volume] = [v for v in pod["volumes"] if v["name"] == "policy"]
+    assert volume["configMap"]["name"] == config["metadata"]["name"]
+    checked = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "policy", "validate", "-"],
+        input=yaml.safe_dump(config), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "mode Audit" in checked.stdout
 
 
 def test_the_rendered_webhooks_with_a_loopback_url_stay_valid(tmp_path: Path) -> None:
@@ -202,7 +249,10 @@ def test_the_readmes_own_overlay_sets_the_image_and_owns_the_policy(tmp_path: Pa
     mine = deploy / "overlays" / "mine"
     mine.mkdir()
     (mine / "kustomization.yaml").write_text(kustomization)
-    policy = "apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\nspec:\n  mode: Enforce\n"
+    policy = (
+        "apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\nmetadata:\n  name: default\n"
+        "spec:\n  mode: Enforce\n  hosts:\n    allowed: ['*.example.com']\n"
+    )
     (mine / "policy.yaml").write_text(policy)
     result = subprocess.run(
         ["kubectl", "kustomize", str(mine)], capture_output=True, text=True, check=False
@@ -212,10 +262,15 @@ def test_the_readmes_own_overlay_sets_the_image_and_owns_the_policy(tmp_path: Pa
     for obj in objects:
         if obj["apiVersion"].startswith(("cert-manager.io", "monitoring.coreos.com")):
             continue
+        if obj["apiVersion"] == "seguard.io/v1alpha1":
+            parse_policy(obj)
+            continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     [deployment] = by_kind(objects, "Deployment")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example.com/platform/seguard:0.1.0"
-    [config] = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "seguard-policy"]  # fmt: skip
-    assert config["data"] == {"policy.yaml": policy}
+    [owned] = by_kind(objects, "ServiceEntryPolicy")
+    assert owned["spec"]["mode"] == "Enforce"
+    assert owned["spec"]["hosts"]["allowed"] == ["*.example.com"]
+    assert owned["spec"]["exemptions"] == {"namespaces": ["istio-system"]}  # kept from deploy/
     assert {"ServiceMonitor", "PrometheusRule"} <= {obj["kind"] for obj in objects}

@@ -21,11 +21,14 @@ from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from tests.test_deploy import render
 from webhook import kube
+from webhook.audit import AuditLog
 from webhook.core.findings import Code, finding_of
 from webhook.core.policy import Action
 from webhook.core.review import Verdict
 from webhook.events import EventRecorder, denied_messages, event_of
+from webhook.policysource import PolicyResource
 from webhook.rollout import RolloutManager
+from webhook.runtime import Runtime
 from webhook.scanner import LeaseElector
 from webhook.sources import kubernetes as k8s
 
@@ -51,7 +54,7 @@ def access_of(method: str, raw: str) -> Access:
     namespace = ""
     if rest and rest[0] == "namespaces" and len(rest) > 2:
         namespace, rest = rest[1], rest[2:]
-    resource = rest[0]
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")  # a subresource: pods/log
     name = rest[1] if len(rest) > 1 else ""
     if method == "GET":
         verb = "watch" if query.get("watch") == ["true"] else ("get" if name else "list")
@@ -157,6 +160,14 @@ def exercise_every_client(tmp_path: Path) -> list[Access]:
             elector = LeaseElector(transport, namespace="seguard-system")
             elector.step()
             elector.step()
+            # The policy resource: read it, report, and (holding the Lease) write conditions.
+            cluster.put(
+                {"apiVersion": "seguard.io/v1alpha1", "kind": "ServiceEntryPolicy",
+                 "metadata": {"name": "default"}, "spec": {"mode": "Audit"}}
+            )  # fmt: skip
+            policies = PolicyResource(transport, Runtime(audit=AuditLog([])), leading=lambda: True)
+            policies.step()
+            policies.step()
             source.join()
         finally:
             fake.stop()

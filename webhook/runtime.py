@@ -32,6 +32,9 @@ class Runtime:
     # Sources that must finish a first full sync before the server is ready (kubernetes: one per
     # kind); each maps to True once synced.
     syncs: dict[str, bool] = field(default_factory=dict)
+    # False while the policy is read from the cluster and has not been read yet: until then the
+    # built-in policy would be judging, which may be stricter or looser than the admin's.
+    policy_synced: bool = True
     draining: bool = False
     # Seconds each kind's registry may be behind the cluster (the kubernetes source's), and how
     # far behind it may be while the server stays ready: see readiness().
@@ -102,6 +105,7 @@ class Runtime:
                 "generation": self.policy_generation,
                 "source": self.policy.source if self.policy else None,
                 "lastError": self.policy_error or None,
+                "synced": self.policy_synced,
             },
             "registry": {
                 "loaded": self.snapshot is not None,
@@ -120,6 +124,7 @@ class Runtime:
         }
         ready = (
             self.policy is not None
+            and self.policy_synced
             and self.snapshot is not None
             and all(self.syncs.values())
             and not self.draining

@@ -195,6 +195,15 @@ def start_reporting(
     scanner = Scanner(runtime, elector=elector, recorder=recorder)
     scanner.start()
     stoppers.append(scanner)
+    if transport is not None and elector is not None and options.policy_file is None:
+        # The policy is the cluster's ServiceEntryPolicy "default"; the scan's Lease holder
+        # writes its status.
+        from webhook.policysource import PolicyResource
+
+        lease = elector
+        source = PolicyResource(transport, runtime, leading=lambda: lease.leading)
+        source.start()
+        stoppers.append(source)
     return recorder
 
 

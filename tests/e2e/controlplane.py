@@ -281,8 +281,11 @@ class ControlPlane:
 
     # --- the webhook ----------------------------------------------------------------------
 
-    def start_webhook(self, *, policy: Path | None = None, keep: bool = False) -> None:
-        """Start `seguard serve`; with ``keep``, again on the same ports and certificates."""
+    def start_webhook(
+        self, *, policy: Path | None = None, keep: bool = False, from_cluster: bool = False
+    ) -> None:
+        """Start `seguard serve`; with ``keep``, again on the same ports and certificates; with
+        ``from_cluster``, reading the ServiceEntryPolicy resource instead of a policy file."""
         cert_dir = self.root / "webhook-certs"
         if not keep:
             ca_pair, serving = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
@@ -303,7 +306,7 @@ class ControlPlane:
             "--audit-file", str(self.audit_file),
             "--lease-namespace", "default",  # the scan's Lease: a namespace that exists here
         ]  # fmt: skip
-        if policy is not None:
+        if policy is not None and not from_cluster:
             argv += ["--policy", str(policy)]
         self.webhook_proc = self._spawn("seguard", argv)
         self._wait_healthy(f"http://127.0.0.1:{self.ops_port}/readyz", None, "seguard serve")

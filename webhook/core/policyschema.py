@@ -326,6 +326,20 @@ def status_schema() -> dict[str, Any]:
                 "type": "integer",
                 "description": "The generation of the spec the conditions are about.",
             },
+            "replicas": {
+                "type": "object",
+                "description": "Each replica's own report, by pod: the generation it read, "
+                "whether it took it, and the generation it serves.",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "readGeneration": {"type": "integer"},
+                        "accepted": {"type": "boolean"},
+                        "servingGeneration": {"type": "integer"},
+                        "lastReport": {"type": "number"},
+                    },
+                },
+            },
             "conditions": {
                 "type": "array",
                 "description": "Accepted: the spec was read, or why not. Enforced: every "
