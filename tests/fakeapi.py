@@ -29,7 +29,11 @@ PATHS = {
     "/api/v1/services": ("Service", "v1"),
     "/apis/networking.istio.io/v1/serviceentries": ("ServiceEntry", "networking.istio.io/v1"),
     "/apis/seguard.io/v1alpha1/serviceentrypolicies": ("ServiceEntryPolicy", "seguard.io/v1alpha1"),
+    "/apis/wgpolicyk8s.io/v1alpha2/policyreports": ("PolicyReport", "wgpolicyk8s.io/v1alpha2"),
 }
+# Namespaced kinds a client creates, replaces and deletes one by one (the list above is across
+# namespaces): their path in a namespace.
+WRITABLE = {"PolicyReport": r"/apis/wgpolicyk8s\.io/v1alpha2/namespaces/([^/]+)/policyreports"}
 # Kinds with a status subresource: an update keeps the status, a change of spec bumps the
 # generation, and PATCH .../status changes the status alone.
 WITH_STATUS = {"ServiceEntryPolicy"}
@@ -234,9 +238,69 @@ class _Handler(BaseHTTPRequestHandler):
         )
         return (match.group(1), match.group(2)) if match else None
 
+    def _writable(self) -> tuple[str, str, str] | None:
+        """(kind, namespace, name) of a write to one of the WRITABLE kinds; name "" to create."""
+        path = urlparse(self.path).path
+        for kind, pattern in WRITABLE.items():
+            match = re.fullmatch(pattern + r"(?:/([^/]+))?", path)
+            if match:
+                return kind, match.group(1), match.group(2) or ""
+        return None
+
+    def _write(self, method: str, kind: str, namespace: str, name: str) -> None:
+        """Create (POST), replace (PUT, with the resourceVersion read) or DELETE one object."""
+        cluster = self.server.cluster
+        verb = {"POST": "create", "PUT": "update", "DELETE": "delete"}[method]
+        obj = self._body() if method != "DELETE" else None
+        with cluster.lock:
+            if kind in cluster.missing:
+                self._status(404, "NotFound", "the server could not find the requested resource")
+                return
+            if (kind, verb) in cluster.forbidden:
+                self._status(403, "Forbidden", f"{kind.lower()}s is forbidden")
+                return
+            held = cluster.objects[kind]
+            key = (namespace, name or (obj or {}).get("metadata", {}).get("name", ""))
+            current = held.get(key)
+            if method == "POST" and current is not None:
+                self._status(409, "AlreadyExists", f'{kind.lower()}s "{key[1]}" already exists')
+                return
+            if method != "POST" and current is None:
+                self._status(404, "NotFound", f'{kind.lower()}s "{key[1]}" not found')
+                return
+            if method == "PUT":
+                assert obj is not None
+                sent = obj.get("metadata", {}).get("resourceVersion")
+                if sent != current["metadata"]["resourceVersion"]:  # type: ignore[index]
+                    self._status(409, "Conflict", "the object has been modified")
+                    return
+            if method == "DELETE":
+                del held[key]
+                cluster._bump()
+                self._json(200, {"kind": "Status", "status": "Success"})
+                return
+            assert obj is not None
+            obj.setdefault("metadata", {})["namespace"] = namespace
+            obj["metadata"]["resourceVersion"] = str(cluster._bump())
+            held[key] = copy.deepcopy(obj)
+        self._json(201 if method == "POST" else 200, obj)
+
+    def do_DELETE(self) -> None:
+        with self.server.cluster.lock:
+            self.server.cluster.log.append(("DELETE", self.path))
+        target = self._writable()
+        if target is None or not target[2]:
+            self._status(405, "MethodNotAllowed", "not here")
+            return
+        self._write("DELETE", *target)
+
     def do_PUT(self) -> None:
         with self.server.cluster.lock:
             self.server.cluster.log.append(("PUT", self.path))
+        target = self._writable()
+        if target is not None and target[2]:
+            self._write("PUT", *target)
+            return
         lease = self._lease_path()
         cluster = self.server.cluster
         obj = self._body()
@@ -262,6 +326,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         with self.server.cluster.lock:
             self.server.cluster.log.append(("POST", self.path))
+        target = self._writable()
+        if target is not None and not target[2]:
+            self._write("POST", *target)
+            return
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         lease = self._lease_path()
@@ -474,6 +542,16 @@ class _Handler(BaseHTTPRequestHandler):
         start = int(query.get("continue", "0") or 0)
         with cluster.lock:
             keys = sorted(cluster.objects[kind])
+            wanted = dict(
+                term.split("=", 1)
+                for term in query.get("labelSelector", "").split(",")
+                if "=" in term
+            )
+            if wanted:  # equality terms only, as the code here uses them
+                keys = [
+                    key for key in keys
+                    if all((cluster.objects[kind][key]["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+                ]  # fmt: skip
             chosen = keys[start : start + limit] if limit else keys[start:]
             page = [copy.deepcopy(cluster.objects[kind][key]) for key in chosen]
             total = len(keys)

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
-from tests.factories import make_namespace, make_request, make_service, make_service_entry
+from tests.factories import (
+    make_namespace,
+    make_request,
+    make_service,
+    make_service_entry,
+    make_snapshot,
+)
 from tests.fakeapi import Cluster, FakeApiServer
 from tests.live import running
 from tests.test_deploy import render
@@ -24,9 +30,12 @@ from webhook import kube
 from webhook.audit import AuditLog
 from webhook.core.findings import Code, finding_of
 from webhook.core.policy import Action
+from webhook.core.policyfile import default_policy
 from webhook.core.review import Verdict
+from webhook.core.scan import scan
 from webhook.events import EventRecorder, denied_messages, event_of
 from webhook.policysource import PolicyResource
+from webhook.reporter import PolicyReporter
 from webhook.rollout import RolloutManager
 from webhook.runtime import Runtime
 from webhook.scanner import LeaseElector
@@ -168,6 +177,13 @@ def exercise_every_client(tmp_path: Path) -> list[Access]:
             policies = PolicyResource(transport, Runtime(audit=AuditLog([])), leading=lambda: True)
             policies.step()
             policies.step()
+            # The scan's PolicyReports: created, replaced, removed when clean.
+            held = make_service_entry("early", "team-a", ["api.stripe.com"], metadata={"creationTimestamp": "2026-01-01T00:00:00Z"})  # fmt: skip
+            copy = make_service_entry("late", "team-b", ["api.stripe.com"], metadata={"creationTimestamp": "2026-02-01T00:00:00Z"})  # fmt: skip
+            wide = make_service_entry("wide", "team-b", ["*.org"], metadata={"creationTimestamp": "2026-03-01T00:00:00Z"})  # fmt: skip
+            reporter = PolicyReporter(transport)
+            for objects in ((held, copy), (held, copy, wide), (held,)):
+                reporter.publish(scan(make_snapshot(*objects), default_policy()))
             source.join()
         finally:
             fake.stop()

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from tests.fakeapi import Cluster, FakeApiServer
 from tests.test_scan import aged
 from webhook import kube
 from webhook.audit import AuditLog
+from webhook.reporter import PolicyReporter
 from webhook.runtime import Runtime
 from webhook.scanner import LeaseElector, Scanner
 
@@ -175,3 +179,112 @@ def test_scan_and_registry_find_the_cluster_as_serve_does(
     assert nowhere.returncode == 2
     assert nowhere.stdout == ""
     assert nowhere.stderr.startswith("seguard: error: nothing to read")
+
+
+def reports_in(server: FakeApiServer) -> dict[tuple[str, str], dict[str, Any]]:
+    with server.cluster.lock:
+        return copy.deepcopy(server.cluster.objects["PolicyReport"])
+
+
+def writes(server: FakeApiServer) -> list[tuple[str, str]]:
+    with server.cluster.lock:
+        return [(m, p) for m, p in server.cluster.log if "policyreports" in p and m != "GET"]
+
+
+def reporting_scanner(
+    transport: kube.Transport, runtime: Runtime, now: list[float], identity: str
+) -> Scanner:
+    return Scanner(
+        runtime,
+        elector=LeaseElector(transport, namespace="seguard-system", identity=identity),
+        recorder=None,
+        reporter=PolicyReporter(transport, clock=lambda: 1_800_000_000.0),
+        clock=lambda: now[0],
+    )
+
+
+def test_policy_reports_are_written_replaced_and_removed_by_the_lease_holder_alone(
+    fake: tuple[FakeApiServer, kube.Transport],
+) -> None:
+    server, transport = fake
+    # Someone else's report in a namespace seguard writes to: never touched.
+    server.cluster.objects["PolicyReport"][("team-c", "kyverno")] = {
+        "metadata": {"name": "kyverno", "namespace": "team-c", "resourceVersion": "1"},
+        "results": [],
+    }
+    early = aged("early", "team-a", ["api.stripe.com"], "2026-03-01T00:00:00Z")
+    late = aged("late", "team-b", ["api.stripe.com"], "2026-03-02T00:00:00Z")
+    wide = aged("wide", "team-b", ["*.org"], "2026-03-03T00:00:00Z")
+    runtime = Runtime(audit=AuditLog([]))
+    runtime.set_policy(make_policy(scan={"interval": "1m"}))
+    runtime.set_snapshot(make_snapshot(early, late))
+    now = [0.0]
+    leader = reporting_scanner(transport, runtime, now, "replica-1")
+    follower = reporting_scanner(transport, runtime, now, "replica-2")
+
+    leader.step()
+    follower.step()
+    [(key, report)] = [(k, r) for k, r in reports_in(server).items() if k[1] == "seguard"]
+    assert key == ("team-b", "seguard")
+    assert report["apiVersion"] == "wgpolicyk8s.io/v1alpha2" and report["kind"] == "PolicyReport"
+    assert report["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "seguard"}
+    assert report["summary"] == {"pass": 0, "fail": 1, "warn": 0, "error": 0, "skip": 0}
+    [result] = report["results"]
+    assert (result["policy"], result["rule"], result["source"]) == ("seguard", "ConflictServiceEntry", "seguard")  # fmt: skip
+    assert (result["result"], result["severity"]) == ("fail", "high")
+    assert result["resources"] == [
+        {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "namespace": "team-b", "name": "late"}
+    ]  # fmt: skip
+    assert "team-a/early" in result["message"]
+    written = len(writes(server))
+    assert written == 1  # the follower wrote nothing
+
+    # A new violation: the report is replaced whole.
+    runtime.set_snapshot(make_snapshot(early, late, wide))
+    now[0] += 61
+    follower.step()
+    leader.step()
+    report = reports_in(server)[("team-b", "seguard")]
+    assert sorted(r["rule"] for r in report["results"]) == [
+        "ConflictServiceEntry",
+        "WildcardTooBroad",
+    ]
+    assert [m for m, _ in writes(server)[written:]] == ["PUT"]
+
+    # Nothing changed: nothing written.
+    written = len(writes(server))
+    now[0] += 61
+    leader.step()
+    assert len(writes(server)) == written
+
+    # Clean again: the report goes; the other tool's stays.
+    runtime.set_snapshot(make_snapshot(early))
+    now[0] += 61
+    leader.step()
+    assert set(reports_in(server)) == {("team-c", "kyverno")}
+    assert [m for m, _ in writes(server)[written:]] == ["DELETE"]
+
+
+def test_without_the_policy_report_crd_nothing_is_written_and_it_is_said_once(
+    fake: tuple[FakeApiServer, kube.Transport], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, transport = fake
+    server.cluster.missing.add("PolicyReport")
+    runtime = Runtime(audit=AuditLog([]))
+    runtime.set_policy(make_policy(scan={"interval": "1m"}))
+    runtime.set_snapshot(
+        make_snapshot(
+            aged("early", "team-a", ["api.stripe.com"], "2026-03-01T00:00:00Z"),
+            aged("late", "team-b", ["api.stripe.com"], "2026-03-02T00:00:00Z"),
+        )
+    )
+    now = [0.0]
+    scanner = reporting_scanner(transport, runtime, now, "replica-1")
+    with caplog.at_level(logging.INFO, logger="seguard.reports"):
+        scanner.step()
+        now[0] += 61
+        scanner.step()
+    assert scanner.scans == 2
+    assert writes(server) == []
+    missing = [r for r in caplog.records if getattr(r, "event", "") == "reports.crd_missing"]
+    assert len(missing) == 1

@@ -175,10 +175,13 @@ class Transport:
         body: object = None,
         content_type: str = "application/json",
         expected: tuple[int, ...] = (),
+        query: list[tuple[str, str]] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """``request``, with an answer that is neither a success nor one of ``expected`` raised
         as its error (``status_error``)."""
-        status, answer = self.request(method, path, body=body, content_type=content_type)
+        status, answer = self.request(
+            method, path, query=query, body=body, content_type=content_type
+        )
         if status < 300 or status in expected:
             return status, answer
         message = str(answer.get("message", ""))

@@ -25,6 +25,7 @@ from webhook.core.scan import Violation, scan
 from webhook.events import EventRecorder, PendingEvent
 from webhook.kube import ClusterError, Transport
 from webhook.periodic import Periodic
+from webhook.reporter import PolicyReporter
 from webhook.runtime import Runtime
 
 log = logging.getLogger("seguard.scan")
@@ -161,6 +162,7 @@ class Scanner(Periodic):
         *,
         elector: LeaseElector | None,
         recorder: EventRecorder | None,
+        reporter: PolicyReporter | None = None,
         renew_every: float = RENEW_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -168,6 +170,7 @@ class Scanner(Periodic):
         self.runtime = runtime
         self.elector = elector
         self.recorder = recorder
+        self.reporter = reporter
         self._clock = clock
         self._last_scan: float | None = None
         self._reported: set[tuple[str, str, str, str, str]] = set()
@@ -228,6 +231,8 @@ class Scanner(Periodic):
         if leading and self.due() and self.runtime.readiness()[0]:
             self._last_scan = self._clock()
             found = self.scan_once()
+            if self.reporter is not None:
+                self.reporter.publish(found)
             log.info(
                 "scan %d: %d violation(s) in %d object(s)",
                 self.scans,

@@ -192,7 +192,12 @@ def start_reporting(
         recorder.start()
         stoppers.append(recorder)
         elector = LeaseElector(transport, namespace=options.lease_namespace or own_namespace())
-    scanner = Scanner(runtime, elector=elector, recorder=recorder)
+    reporter = None
+    if transport is not None:
+        from webhook.reporter import PolicyReporter
+
+        reporter = PolicyReporter(transport)
+    scanner = Scanner(runtime, elector=elector, recorder=recorder, reporter=reporter)
     scanner.start()
     stoppers.append(scanner)
     if transport is not None and elector is not None and options.policy_file is None:
