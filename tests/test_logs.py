@@ -141,3 +141,18 @@ def test_a_failing_thread_logs_its_traceback_once_as_a_json_line(stderr: Stderr)
     assert failed[0]["error"] == "RuntimeError: a bug nobody foresaw"
     assert not any("traceback" in line for line in failed[1:])
     assert [line["crashes"] for line in failed] == [1, 2, 3]
+
+
+def test_every_event_the_code_logs_is_listed_in_the_docs() -> None:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    events = {
+        match.group(1)
+        for path in (root / "webhook").rglob("*.py")
+        for match in re.finditer(r'logs\.fields\(\s*"([a-z_.]+)"', path.read_text())
+    }
+    assert len(events) > 30  # the pattern finds them
+    listed = (root / "docs" / "audit.md").read_text()
+    assert sorted(e for e in events if f"`{e}`" not in listed) == []
