@@ -15,7 +15,10 @@ from bench.cluster import api_server
 from bench.settings import ROOT
 
 LIBRARIES = (
-    "import kubernetes.client, kubernetes.config, uvloop\n"
+    # The Kubernetes client as a pod loads it (webhook.kube, with the service account's loader;
+    # a kubeconfig file's loader adds requests and oauthlib, 5 MB).
+    "import uvloop, webhook.kube\n"
+    "webhook.kube._client(); webhook.kube._loader(None)\n"
     "import webhook.app, webhook.audit, webhook.certs, webhook.cli, webhook.events\n"
     "import webhook.metrics, webhook.reload, webhook.rollout, webhook.runtime, webhook.scanner\n"
     "import webhook.server, webhook.serve, webhook.kube, webhook.logs, webhook.sources.store\n"
