@@ -41,6 +41,26 @@ def render(overlay: str, tmp_path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def render_overlay(
+    tmp_path: Path, kustomization: str, files: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A copy of deploy/ with an overlay of one's own (``deploy/overlays/mine``), rendered."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
+    deploy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", deploy)
+    mine = deploy / "overlays" / "mine"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(kustomization)
+    for name, text in (files or {}).items():
+        (mine / name).write_text(text)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(mine)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 @pytest.fixture(params=["base", "cert-manager", "self-signed"])
 def rendered(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[dict[str, Any]]]:
     return request.param, render(request.param, tmp_path)
@@ -176,21 +196,11 @@ def test_the_deployment_is_hardened_and_highly_available(tmp_path: Path) -> None
 def test_the_policy_configmap_component_puts_the_file_back(tmp_path: Path) -> None:
     """For those who keep the policy in a ConfigMap: --policy, the mount, the ConfigMap, and no
     ServiceEntryPolicy object that would seem to be in force."""
-    deploy = tmp_path / "deploy"
-    shutil.copytree(ROOT / "deploy", deploy)
-    overlay = deploy / "overlays" / "configmap"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
+    objects = render_overlay(
+        tmp_path,
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources:\n- ../../base\ncomponents:\n- ../../components/policy-configmap\n"
+        "resources:\n- ../../base\ncomponents:\n- ../../components/policy-configmap\n",
     )
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert by_kind(objects, "ServiceEntryPolicy") == []
     [config] = by_kind(objects, "ConfigMap")
     [deployment] = by_kind(objects, "Deployment")
@@ -238,27 +248,15 @@ def test_the_rendered_webhooks_with_a_loopback_url_stay_valid(tmp_path: Path) ->
 def test_the_readmes_own_overlay_sets_the_image_and_owns_the_policy(tmp_path: Path) -> None:
     """The overlay the README tells a platform team to write, as written there: it renders, its
     objects are valid, the Deployment runs their image, and the policy is theirs."""
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
     readme = (ROOT / "README.md").read_text()
     marker = "# deploy/overlays/mine/kustomization.yaml\n"
     start = readme.index(marker) + len(marker)
     kustomization = readme[start : readme.index("```", start)]
-    deploy = tmp_path / "deploy"
-    shutil.copytree(ROOT / "deploy", deploy)
-    mine = deploy / "overlays" / "mine"
-    mine.mkdir()
-    (mine / "kustomization.yaml").write_text(kustomization)
     policy = (
         "apiVersion: seguard.io/v1alpha1\nkind: ServiceEntryPolicy\nmetadata:\n  name: default\n"
         "spec:\n  mode: Enforce\n  hosts:\n    allowed: ['*.example.com']\n"
     )
-    (mine / "policy.yaml").write_text(policy)
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(mine)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    objects = render_overlay(tmp_path, kustomization, {"policy.yaml": policy})
     for obj in objects:
         if obj["apiVersion"].startswith(("cert-manager.io", "monitoring.coreos.com")):
             continue

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_deploy import by_kind
+from tests.test_deploy import by_kind, render_overlay
 from tests.test_metrics import scrape  # noqa: F401 - the fixture: /metrics of a real server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,21 +43,11 @@ def rule_groups() -> dict[str, Any]:
 
 
 def rendered(tmp_path: Path) -> list[dict[str, Any]]:
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl (for `kubectl kustomize`) is not on PATH")
-    deploy = tmp_path / "deploy"
-    shutil.copytree(ROOT / "deploy", deploy)
-    overlay = deploy / "overlays" / "monitored"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
+    return render_overlay(
+        tmp_path,
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        "resources:\n- ../../base\ncomponents:\n- ../../components/monitoring\n"
+        "resources:\n- ../../base\ncomponents:\n- ../../components/monitoring\n",
     )
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def test_the_component_renders_a_service_monitor_that_finds_the_metrics_port(

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,18 @@ CRD = Path(__file__).resolve().parent.parent / "data" / "istio-serviceentry-crd.
 START_PATIENCE_S = 60.0
 # How long a restarted API server may take to stop by itself before it is killed.
 APISERVER_GRACE_S = 10.0
+
+
+def until(what: str, check: Callable[[], Any], *, patience_s: float, every_s: float = 0.2) -> Any:
+    """``check()`` once it gives something true, retried for ``patience_s`` (liveness only: how
+    long to keep trying something that must happen)."""
+    started = time.monotonic()
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() - started < patience_s, f"never: {what}"
+        time.sleep(every_s)
 
 
 def missing_binaries() -> str | None:

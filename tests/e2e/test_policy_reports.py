@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, until
 from tests.factories import make_namespace, make_service_entry
 
 pytestmark = pytest.mark.e2e
@@ -53,6 +53,10 @@ POLICY_REPORT_CRD = {
 }
 
 
+def eventually(what: str, check: Any) -> Any:
+    return until(what, check, patience_s=PATIENCE_S, every_s=0.5)
+
+
 def report(plane: ControlPlane, namespace: str) -> dict[str, Any] | None:
     result = plane.kubectl(
         "get", "policyreports.wgpolicyk8s.io", "seguard", "-n", namespace, "-o", "json",
@@ -62,16 +66,6 @@ def report(plane: ControlPlane, namespace: str) -> dict[str, Any] | None:
         return None
     found: dict[str, Any] = json.loads(result.stdout)
     return found
-
-
-def until(what: str, check: Any) -> Any:
-    started = time.monotonic()
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() - started < PATIENCE_S, f"never: {what}"
-        time.sleep(0.5)
 
 
 def test_an_entry_that_got_in_unjudged_is_reported_and_the_report_goes_when_fixed(
@@ -94,7 +88,7 @@ def test_an_entry_that_got_in_unjudged_is_reported_and_the_report_goes_when_fixe
             time.sleep(0.2)
     finally:
         plane.register_webhooks()
-    found = until("a PolicyReport in report-b", lambda: report(plane, "report-b"))
+    found = eventually("a PolicyReport in report-b", lambda: report(plane, "report-b"))
     [result] = [r for r in found["results"] if r["resources"][0]["name"] == "second"]
     assert (result["policy"], result["rule"], result["source"]) == (
         "seguard",
@@ -108,4 +102,4 @@ def test_an_entry_that_got_in_unjudged_is_reported_and_the_report_goes_when_fixe
     assert "report-b" in listed and "seguard" in listed
     # Fixed: the report goes.
     plane.kubectl("delete", "serviceentries.networking.istio.io", "second", "-n", "report-b")
-    until("the report removed", lambda: report(plane, "report-b") is None)
+    eventually("the report removed", lambda: report(plane, "report-b") is None)

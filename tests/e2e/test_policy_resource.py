@@ -9,20 +9,23 @@ Without KUBEBUILDER_ASSETS (etcd and kube-apiserver) these tests skip, saying wh
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, until
 from tests.factories import make_namespace, make_service_entry
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PATIENCE_S = 15.0  # liveness only: how long to keep retrying something that must happen
+
+
+def eventually(what: str, check: Any) -> Any:
+    return until(what, check, patience_s=PATIENCE_S, every_s=0.2)
 
 
 def policy(spec: dict[str, Any]) -> dict[str, Any]:
@@ -32,16 +35,6 @@ def policy(spec: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": "default"},
         "spec": spec,
     }
-
-
-def until(what: str, check: Any) -> Any:
-    started = time.monotonic()
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() - started < PATIENCE_S, f"never: {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -86,7 +79,7 @@ def condition(plane: ControlPlane, kind: str) -> dict[str, Any] | None:
 
 
 def test_kubectl_explain_knows_the_policys_fields(resource_plane: ControlPlane) -> None:
-    explained = until(
+    explained = eventually(
         "kubectl explain serviceentrypolicy.spec.hosts",
         lambda: (
             resource_plane.kubectl("explain", "serviceentrypolicy.spec.hosts", check=False).stdout
@@ -99,13 +92,15 @@ def test_kubectl_explain_knows_the_policys_fields(resource_plane: ControlPlane) 
 def test_edits_of_the_policy_resource_from_schema_to_verdict(resource_plane: ControlPlane) -> None:
     plane = resource_plane
     # In force: the denied pattern refuses a host.
-    refused = until(
+    refused = eventually(
         "the resource's policy in force", lambda: not dry_run(plane, "a.blocked.example")[0]
     )
     assert refused
     assert "HostDenied" in dry_run(plane, "a.blocked.example")[1]
-    generation = until("status for generation 1", lambda: status(plane).get("observedGeneration"))
-    enforced = until(
+    generation = eventually(
+        "status for generation 1", lambda: status(plane).get("observedGeneration")
+    )
+    enforced = eventually(
         "Enforced", lambda: (c := condition(plane, "Enforced")) and c["status"] == "True" and c
     )
     assert enforced["message"] == f"1 of 1 replicas serve generation {generation}"
@@ -125,7 +120,7 @@ def test_edits_of_the_policy_resource_from_schema_to_verdict(resource_plane: Con
         "patch", "serviceentrypolicy", "default", "--type", "merge",
         "-p", '{"spec":{"hosts":{"allowed":["*.*.example.com"]}}}',
     )  # fmt: skip
-    accepted = until(
+    accepted = eventually(
         "Accepted False",
         lambda: (c := condition(plane, "Accepted")) and c["status"] == "False" and c,
     )
@@ -137,7 +132,7 @@ def test_edits_of_the_policy_resource_from_schema_to_verdict(resource_plane: Con
         "patch", "serviceentrypolicy", "default", "--type", "merge",
         "-p", '{"spec":{"hosts":{"allowed":null,"denied":[]}}}',
     )  # fmt: skip
-    assert until("the host allowed", lambda: dry_run(plane, "a.blocked.example")[0])
-    assert until(
+    assert eventually("the host allowed", lambda: dry_run(plane, "a.blocked.example")[0])
+    assert eventually(
         "Accepted True", lambda: (c := condition(plane, "Accepted")) and c["status"] == "True"
     )
