@@ -173,6 +173,25 @@ def markdown(result: dict[str, Any]) -> str:
             if "audit" in result
             else []
         ),
+        *(
+            [
+                "",
+                f"The core compiled with mypyc ({result['compiled']['modules']} modules, built in "
+                f"{result['compiled']['build_s']:.0f} s; the server still runs Python), in process, "
+                "compiled / Python µs: "
+                + "; ".join(
+                    f"{kind} {result['compiled']['compiled'][part][kind]:.1f} / {result['compiled']['pure'][part][kind]:.1f}"
+                    for part, kinds in (
+                        ("decision_us", ("free_100k", "conflict_100k")),
+                        ("endpoint_us", ("allow", "mutate", "deny")),
+                    )
+                    for kind in kinds
+                )
+                + ".",
+            ]
+            if result.get("compiled")
+            else []
+        ),
         "",
         "| target | wanted | measured | |",
         "|---|---|---|---|",

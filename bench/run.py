@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import api_server, churning
 from bench.commands import audit_costs, check_costs, serve_memory
+from bench.compiled import compiled_costs
 from bench.micro import (
     library_floor_mb,
     lookup_costs,
@@ -245,6 +246,8 @@ def main() -> None:
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
     costs, endpoint = lookup_costs()
+    print("bench: the core compiled with mypyc, against Python ...", flush=True)
+    compiled = compiled_costs()
     metrics_us = metrics_costs()
     shortcuts = shortcut_costs()
     floor = library_floor_mb()
@@ -276,6 +279,7 @@ def main() -> None:
         "check": check,
         "serve_memory": memory_by_size,
         "audit": audit,
+        "compiled": compiled,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
