@@ -564,28 +564,35 @@ class _Checker:
         if spec is None:
             return base.defaults
         old = base.defaults
-        location = old.location
-        if "location" in spec:
-            location = spec["location"]
-            if location is not None and location not in LOCATIONS:
-                self.error(
-                    f"{path}.location",
-                    f"expected {' | '.join(LOCATIONS)} or null, got {_describe(location)}",
-                )
-                location = old.location
-        resolution = old.resolution
-        if "resolution" in spec:
-            resolution = spec["resolution"]
-            if resolution is not None and resolution not in RESOLUTIONS:
-                self.error(
-                    f"{path}.resolution",
-                    f"expected {' | '.join(RESOLUTIONS)} or null, got {_describe(resolution)}",
-                )
-                resolution = old.resolution
+        location = self.choice_or_null(
+            spec, "location", f"{path}.location", LOCATIONS, old.location
+        )
+        resolution = self.choice_or_null(
+            spec, "resolution", f"{path}.resolution", RESOLUTIONS, old.resolution
+        )
         export_to = old.export_to
         if "exportTo" in spec:
             export_to = self.export_to(spec["exportTo"], f"{path}.exportTo")
         return Defaults(location=location, resolution=resolution, export_to=export_to)
+
+    def choice_or_null(
+        self,
+        spec: dict[str, Any],
+        key: str,
+        path: str,
+        choices: tuple[str, ...],
+        default: str | None,
+    ) -> str | None:
+        """``spec[key]``: one of ``choices``, or null; ``default`` when absent or refused."""
+        if key not in spec:
+            return default
+        given: object = spec[key]
+        if given is None:
+            return None
+        if isinstance(given, str) and given in choices:
+            return given
+        self.error(path, f"expected {' | '.join(choices)} or null, got {_describe(given)}")
+        return default
 
     def audit(self, value: object, path: str, base: Rules) -> AuditSettings:
         spec = self.mapping(value, path, _fields("audit"))
