@@ -3,8 +3,8 @@
 The core (``webhook/core``) is ``mypy --strict`` clean, so mypyc can compile it unchanged. This
 copies the package to a scratch folder, compiles the core's modules there, and runs the same
 in-process measurements (``micro.lookup_costs``: the decision, and the whole endpoint) in two
-fresh interpreters, one importing the compiled copy and one this checkout's Python. The server
-itself still runs the Python code: this measures what compiling would pay before it is built.
+fresh interpreters, one importing the compiled copy and one this checkout's Python source
+(SEGUARD_PURE=1), whatever this checkout's own build is.
 """
 
 from __future__ import annotations
@@ -35,13 +35,17 @@ def _site_packages() -> str:
     return sysconfig.get_paths()["purelib"]
 
 
-def _measure(root: Path) -> dict[str, Any]:
+def _measure(root: Path, *, pure: bool = False) -> dict[str, Any]:
     """The measurements in an interpreter that finds ``webhook`` in ``root`` first. ``-S``: no
     site hooks, so an editable install of this checkout does not win over ``root``."""
     path = ":".join([str(root), str(ROOT), _site_packages()])
     result = subprocess.run(
         [sys.executable, "-S", "-c", _MEASURE],
-        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"},
+        env={
+            "PYTHONPATH": path,
+            "PATH": "/usr/bin:/bin",
+            **({"SEGUARD_PURE": "1"} if pure else {}),
+        },
         capture_output=True,
         text=True,
         check=True,
@@ -77,7 +81,7 @@ def compiled_costs() -> dict[str, Any] | None:
             return None
         build_s = time.monotonic() - started
         compiled = _measure(scratch)
-        pure = _measure(Path(tempfile.mkdtemp(prefix="seguard-pure-")))
+        pure = _measure(Path(tempfile.mkdtemp(prefix="seguard-pure-")), pure=True)
         if not compiled["compiled"] or pure["compiled"]:
             print(f"bench: the compiled copy was not the one measured ({compiled}, {pure})")
             return None
