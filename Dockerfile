@@ -5,10 +5,6 @@
 # Build stage: wheels for the project and its dependencies (compiled ones included), so the
 # runtime stage needs no compiler and no network.
 FROM python:3.11-slim AS build
-# A C compiler: setup.py compiles the pure core (webhook/core) with mypyc.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY webhook ./webhook
