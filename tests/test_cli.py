@@ -148,10 +148,9 @@ def test_a_manifest_already_in_the_registry_is_judged_as_an_update(
     assert out.splitlines()[1].split()[:4] == ["team-a", "stripe", "UPDATE", "allowed"]
 
 
-def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    docs = [
+def two_claims_of_one_host() -> list[dict[str, Any]]:
+    """Two ServiceEntries of two namespaces, one host: the second is a ConflictServiceEntry."""
+    return [
         {
             "apiVersion": "networking.istio.io/v1",
             "kind": "ServiceEntry",
@@ -160,6 +159,12 @@ def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
         }
         for ns in ("team-x", "team-y")
     ]
+
+
+def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = two_claims_of_one_host()
     status, out, _ = run(capsys, "check", str(write(tmp_path / "two.yaml", docs)), "-o", "json")
     first, second = json.loads(out)
     assert status == 1
@@ -169,15 +174,7 @@ def test_two_manifests_in_one_change_that_claim_one_host_are_caught(
 
 
 def test_check_reads_manifests_from_standard_input(tmp_path: Path) -> None:
-    docs = [
-        {
-            "apiVersion": "networking.istio.io/v1",
-            "kind": "ServiceEntry",
-            "metadata": {"name": "one", "namespace": ns},
-            "spec": {"hosts": ["shared.example.com"]},
-        }
-        for ns in ("team-x", "team-y")
-    ]
+    docs = two_claims_of_one_host()
     result = subprocess.run(
         [sys.executable, "-m", "webhook.cli", "check", "-", "-o", "json"],
         input=yaml.safe_dump_all(docs),
