@@ -124,11 +124,20 @@ def load_registry(
 
 
 def _print_table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = _widths(rows, headers)
+    for row in [headers, *rows]:
+        _print_row(row, widths)
+
+
+def _widths(rows: list[list[str]], headers: list[str]) -> list[int]:
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    for row in [headers, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return widths
+
+
+def _print_row(row: list[str], widths: list[int]) -> None:
+    print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _emit_json(value: Any) -> None:
@@ -369,11 +378,9 @@ _TABLE_WIDTH_ROWS = 1000
 
 def _stream_table(rows: Iterator[list[str]], headers: list[str]) -> None:
     first = list(itertools.islice(rows, _TABLE_WIDTH_ROWS))
-    widths = [len(h) for h in headers]
-    for row in first:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    widths = _widths(first, headers)
     for row in itertools.chain([headers], first, rows):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        _print_row(row, widths)
 
 
 # --- seguard policy validate ------------------------------------------------------------------

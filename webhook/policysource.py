@@ -11,14 +11,11 @@ serves the generation), and refuses every other object with a condition that say
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import orjson
 
 from webhook import kube, logs
 from webhook.audit import policy_rejected_record, timestamp
@@ -110,8 +107,7 @@ class PolicyResource(Periodic):
                     extra=logs.fields("policy.resource.absent"),
                 )
             return
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        assert isinstance(meta, dict)
+        meta = _part(obj, "metadata")
         key = (str(meta.get("uid", "")), int(meta.get("generation") or 0))
         if key == self._seen:
             return
@@ -123,7 +119,6 @@ class PolicyResource(Periodic):
                 # As the API server keeps it: its kind and version are the CRD's.
                 {"apiVersion": API_VERSION, "kind": KIND, "spec": obj.get("spec")},
                 source=source,
-                digest=_digest(obj.get("spec")),
             )
         except PolicyError as exc:
             self._refuse(generation, source, "; ".join(exc.errors))
@@ -188,13 +183,9 @@ class PolicyResource(Periodic):
 
     def _write_conditions(self, obj: dict[str, Any]) -> None:
         name = _name(obj)
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-        assert isinstance(meta, dict)
-        generation = int(meta.get("generation") or 0)
-        status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
-        assert isinstance(status, dict)
-        raw = status.get("replicas") if isinstance(status.get("replicas"), dict) else {}
-        assert isinstance(raw, dict)
+        generation = int(_part(obj, "metadata").get("generation") or 0)
+        status = _part(obj, "status")
+        raw = _part(status, "replicas")
         replicas = {
             pod: report
             for pod, report in ((str(p), policystatus.report_of(r)) for p, r in raw.items())
@@ -242,5 +233,7 @@ def _name(obj: Mapping[str, Any]) -> str:
     return str(meta.get("name", "")) if isinstance(meta, Mapping) else ""
 
 
-def _digest(spec: object) -> str:
-    return hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _part(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``obj[key]`` when it is an object, else an empty one (a resource may lack its status)."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
