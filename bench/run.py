@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster import api_server, churning
 from bench.commands import audit_costs, check_costs, serve_memory
-from bench.compiled import compiled_costs
+from bench.compiled import Core, compiled_costs, compiled_tree
 from bench.micro import (
     library_floor_mb,
     lookup_costs,
@@ -54,6 +55,7 @@ from bench.procs import (
     gc_histogram,
     idle_connection_kb,
     longest_pause_ms,
+    loop_cpu_seconds,
     memory_mb,
     wait_ready,
     wrk,
@@ -68,95 +70,163 @@ from bench.settings import (
     SATURATION_CONNECTIONS,
 )
 
+# The kinds of request whose server time is measured on its own: the mix's allows, mutations,
+# and denials (each audited with fdatasync before it is answered).
+KINDS = {
+    "allow": ("allow",),
+    "mutate": ("mutate",),
+    "deny": ("deny-entry", "deny-service", "deny-policy"),
+}
+KIND_ROUNDS = 2
+KIND_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    url: str
+    pid: int
+
+
+def _saturate(
+    wrk_path: str, url: str, script: Path, pid: int, *, seconds: float
+) -> tuple[float, float, float]:
+    """Requests a second at saturation, and the process's CPU and its event loop's CPU per
+    request (µs), over one wrk run."""
+    process, loop = cpu_seconds(pid), loop_cpu_seconds(pid)
+    run = wrk(wrk_path, url, script, seconds=seconds, connections=SATURATION_CONNECTIONS)
+    served = max(1, run["requests"])
+    return (
+        run["rps"],
+        (cpu_seconds(pid) - process) / served * 1e6,
+        (loop_cpu_seconds(pid) - loop) / served * 1e6,
+    )
+
 
 def run_case(
+    cluster: Any,
     entries: int,
     *,
+    core: Core,
+    latency: bool,
     wrk_path: str,
     work: Path,
     cert_dir: Path,
-    baseline_url: str,
+    baseline: Baseline,
     rounds: int,
     seconds: float,
 ) -> dict[str, Any]:
+    """One server on ``core`` following ``cluster``: throughput against the bare app in
+    interleaved rounds, the event loop's time per request by kind against the bare app's under
+    the same requests, RSS under load; with ``latency``, also the paced latency (with and
+    without registry churn) and the memory of idle connections."""
     from bench.workload import request_mix, wrk_script
 
-    folder = work / f"n{entries}"
+    folder = work / f"{core.name}-n{entries}"
     folder.mkdir(parents=True)
     # The server follows an API server, as in a cluster: list (paged), then watch.
-    cluster = api_server(entries)
     kubeconfig = cluster.kubeconfig(folder / "kubeconfig")
     mix = request_mix(entries)
     saturate = wrk_script(mix, folder, pace_ms=None)
     paced = wrk_script(mix, folder, pace_ms=PACED_CONNECTIONS * 1000 / PACED_RPS)
+    by_kind = {}
+    for kind, names in KINDS.items():
+        (folder / kind).mkdir()
+        by_kind[kind] = wrk_script([m for m in mix if m[0] in names], folder / kind, pace_ms=None)
     port, ops = free_port(), free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "webhook.cli", "serve",
+            *core.python(), "-m", "webhook.cli", "serve",
             "--kubeconfig", str(kubeconfig), "--cert-dir", str(cert_dir),
             "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(ops),
             "--audit-file", str(folder / "audit.log"), "--no-audit-stdout", "--drain-seconds", "0",
         ],
+        env=core.env(),
+        cwd=core.root,
         stdout=subprocess.DEVNULL,
         stderr=(folder / "serve.log").open("wb"),
     )  # fmt: skip
     try:
         startup = wait_ready(f"http://127.0.0.1:{ops}/readyz", proc)
+        if not core.loaded_in(proc.pid):
+            sys.exit(f"bench: the server at {entries:,} entries does not run the {core.name} core")
         url = f"https://127.0.0.1:{port}"
         wrk(wrk_path, url, saturate, seconds=2, connections=SATURATION_CONNECTIONS)  # warm-up
         gc_before = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
-        ours, base, cpu = [], [], []
+        ours, base, cpu, loop, base_loop = [], [], [], [], []
         for _ in range(rounds):
-            cpu_start = cpu_seconds(proc.pid)
-            run = wrk(wrk_path, url, saturate, seconds=seconds, connections=SATURATION_CONNECTIONS)
-            cpu.append((cpu_seconds(proc.pid) - cpu_start) / max(1, run["requests"]) * 1e6)
-            ours.append(run["rps"])
-            base.append(
-                wrk(
-                    wrk_path,
-                    baseline_url,
-                    saturate,
-                    seconds=seconds,
-                    connections=SATURATION_CONNECTIONS,
-                )["rps"]
+            rps, process_us, loop_us = _saturate(wrk_path, url, saturate, proc.pid, seconds=seconds)
+            ours.append(rps)
+            cpu.append(process_us)
+            loop.append(loop_us)
+            rps, _, loop_us = _saturate(
+                wrk_path, baseline.url, saturate, baseline.pid, seconds=seconds
             )
-        latency = wrk(
-            wrk_path, url, paced, seconds=max(seconds * 2, 10), connections=PACED_CONNECTIONS
-        )
-        bare = wrk(
-            wrk_path,
-            baseline_url,
-            paced,
-            seconds=max(seconds * 2, 10),
-            connections=PACED_CONNECTIONS,
-        )
-        churn = None
-        if entries:
-            with churning(cluster, CHURN_PER_S) as changes:
-                churn = wrk(
-                    wrk_path,
-                    url,
-                    paced,
-                    seconds=max(seconds * 2, 10),
-                    connections=PACED_CONNECTIONS,
+            base.append(rps)
+            base_loop.append(loop_us)
+        kinds: dict[str, dict[str, float]] = {}
+        for kind, script in by_kind.items():
+            mine, theirs = [], []
+            for _ in range(KIND_ROUNDS):
+                mine.append(_saturate(wrk_path, url, script, proc.pid, seconds=KIND_SECONDS)[2])
+                theirs.append(
+                    _saturate(wrk_path, baseline.url, script, baseline.pid, seconds=KIND_SECONDS)[2]
                 )
-            churn["changes_per_s"] = changes()
+            ours_us, bare_us = statistics.median(mine), statistics.median(theirs)
+            kinds[kind] = {
+                "loop_us": round(ours_us, 1),
+                "bare_loop_us": round(bare_us, 1),
+                "ratio": round(ours_us / bare_us, 2),
+            }
+        timing: dict[str, Any] = {}
+        if latency:
+            timing = _latency(
+                cluster, entries, wrk_path=wrk_path, url=url, baseline=baseline, paced=paced,
+                seconds=seconds,
+            )  # fmt: skip
         gc_after = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
         rss, peak = memory_mb(proc.pid)
-        idle_kb = idle_connection_kb(port, proc.pid, cert_dir)
+        if latency:
+            timing["idle_connection_kb"] = round(idle_connection_kb(port, proc.pid, cert_dir), 1)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        cluster.stop()
     longest, over = longest_pause_ms(gc_before, gc_after)
     return {
         "entries": entries,
+        "core": core.name,
         "startup_s": round(startup, 2),
         "throughput_rps": round(statistics.median(ours)),
         "baseline_rps": round(statistics.median(base)),
         "ratio": round(statistics.median(ours) / statistics.median(base), 3),
         "rounds": {"ours": [round(r) for r in ours], "baseline": [round(r) for r in base]},
         "cpu_us_per_request": round(statistics.median(cpu), 1),
+        "loop_us_per_request": round(statistics.median(loop), 1),
+        "baseline_loop_us_per_request": round(statistics.median(base_loop), 1),
+        "kinds": kinds,
+        "rss_mb": round(rss, 1),
+        "rss_peak_mb": round(peak, 1),
+        **timing,
+        "gc_pause_max_ms": longest,
+        "gc_pauses_over_2ms": over,
+    }
+
+
+def _latency(
+    cluster: Any,
+    entries: int,
+    *,
+    wrk_path: str,
+    url: str,
+    baseline: Baseline,
+    paced: Path,
+    seconds: float,
+) -> dict[str, Any]:
+    """The latency at the client at a fixed rate, the bare app's under the same arrivals, and
+    ours again while the registry churns."""
+    length = max(seconds * 2, 10)
+    latency = wrk(wrk_path, url, paced, seconds=length, connections=PACED_CONNECTIONS)
+    bare = wrk(wrk_path, baseline.url, paced, seconds=length, connections=PACED_CONNECTIONS)
+    found: dict[str, Any] = {
         "paced_rps": round(latency["rps"]),
         "p50_ms": round(latency["p50"] / 1000, 3),
         "p99_ms": round(latency["p99"] / 1000, 3),
@@ -165,21 +235,16 @@ def run_case(
         "baseline_p50_ms": round(bare["p50"] / 1000, 3),
         "baseline_p99_ms": round(bare["p99"] / 1000, 3),
         "errors": latency["errors"],
-        "rss_mb": round(rss, 1),
-        "rss_peak_mb": round(peak, 1),
-        "idle_connection_kb": round(idle_kb, 1),
-        **(
-            {
-                "churn_per_s": round(churn["changes_per_s"]),
-                "churn_p50_ms": round(churn["p50"] / 1000, 3),
-                "churn_p99_ms": round(churn["p99"] / 1000, 3),
-            }
-            if churn
-            else {}
-        ),
-        "gc_pause_max_ms": longest,
-        "gc_pauses_over_2ms": over,
     }
+    if entries:
+        with churning(cluster, CHURN_PER_S) as changes:
+            churn = wrk(wrk_path, url, paced, seconds=length, connections=PACED_CONNECTIONS)
+        found.update(
+            churn_per_s=round(changes()),
+            churn_p50_ms=round(churn["p50"] / 1000, 3),
+            churn_p99_ms=round(churn["p99"] / 1000, 3),
+        )
+    return found
 
 
 def main() -> None:
@@ -218,24 +283,40 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1.5)
-    cases = []
-    try:
-        for n in entries:
-            print(f"bench: {n:,} entries ...", flush=True)
-            cases.append(
-                run_case(
-                    n,
-                    wrk_path=wrk_path,
-                    work=work,
-                    cert_dir=cert_dir,
-                    baseline_url=f"https://127.0.0.1:{base_port}",
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                )
-            )
-    finally:
-        baseline.send_signal(signal.SIGTERM)
-        baseline.wait(30)
+    cases: list[dict[str, Any]] = []
+    compiled_cases: list[dict[str, Any]] = []
+    with compiled_tree() as tree:
+        try:
+            for n in entries:
+                cluster = api_server(n)
+                try:
+                    # The shipped build's core (pure) gets the latency runs too, and goes last:
+                    # its churn run changes the registry.
+                    for core, into in ((tree.compiled, compiled_cases), (tree.pure, cases)):
+                        if core is None:
+                            continue
+                        print(f"bench: {n:,} entries, {core.name} core ...", flush=True)
+                        into.append(
+                            run_case(
+                                cluster,
+                                n,
+                                core=core,
+                                latency=core is tree.pure,
+                                wrk_path=wrk_path,
+                                work=work,
+                                cert_dir=cert_dir,
+                                baseline=Baseline(f"https://127.0.0.1:{base_port}", baseline.pid),
+                                rounds=args.rounds,
+                                seconds=args.seconds,
+                            )
+                        )
+                finally:
+                    cluster.stop()
+        finally:
+            baseline.send_signal(signal.SIGTERM)
+            baseline.wait(30)
+        print("bench: the core compiled with mypyc, against Python, in process ...", flush=True)
+        compiled = compiled_costs(tree)
     print("bench: seguard check at 5k, 20k and 40k manifests ...", flush=True)
     check = check_costs(work)
     print("bench: seguard serve's memory at 10k, 40k and 100k objects ...", flush=True)
@@ -246,8 +327,6 @@ def main() -> None:
     build = registry_build_seconds()
     print("bench: decision cost at 0, 1k and 100k entries ...", flush=True)
     costs, endpoint = lookup_costs()
-    print("bench: the core compiled with mypyc, against Python ...", flush=True)
-    compiled = compiled_costs()
     metrics_us = metrics_costs()
     shortcuts = shortcut_costs()
     floor = library_floor_mb()
@@ -276,6 +355,7 @@ def main() -> None:
         "metrics_us": {k: round(v, 2) for k, v in metrics_us.items()},
         "shortcuts_us": {k: [round(a, 3), round(b, 3)] for k, (a, b) in shortcuts.items()},
         "cases": cases,
+        "compiled_cases": compiled_cases,
         "check": check,
         "serve_memory": memory_by_size,
         "audit": audit,
