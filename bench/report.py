@@ -100,11 +100,8 @@ def _kinds_table(result: dict[str, Any]) -> list[str]:
             f"{kinds[k]['loop_us']:.0f} ({kinds[k]['ratio']:.2f})"
             for k in ("allow", "mutate", "deny")
         )
-        bare = " to ".join(
-            sorted(
-                {f"{kinds[k]['bare_loop_us']:.0f}" for k in ("allow", "mutate", "deny")}, key=float
-            )
-        )
+        bare_us = [kinds[k]["bare_loop_us"] for k in ("allow", "mutate", "deny")]
+        bare = f"{min(bare_us):.0f} to {max(bare_us):.0f}"
         lines.append(
             f"| {case['entries']:,} | {case['core']} | {cells} | {bare} | {case['ratio']:.2f} | {case['rss_mb']:.1f} |"
         )
