@@ -3,8 +3,14 @@
 #   docker build -t seguard:0.1.0 .
 #
 # Build stage: wheels for the project and its dependencies (compiled ones included), so the
-# runtime stage needs no compiler and no network.
+# runtime stage needs no compiler and no network. The decision core (webhook/core) is compiled
+# with mypyc (setup.py): at the server it takes 7 to 17% less of the event loop's time per
+# request than the Python source (bench/README.md); SEGUARD_PURE=1 at run time picks the source.
 FROM python:3.11-slim AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+ENV SEGUARD_COMPILE=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY webhook ./webhook

@@ -31,6 +31,8 @@ def test_seguard_pure_picks_the_python_source() -> None:
 
 def test_the_built_extensions_are_used_unless_told_otherwise() -> None:
     files = core_file(pure=False).split()
+    if os.environ.get("SEGUARD_REQUIRE_COMPILED") == "1":  # CI, which builds them
+        assert BUILT, "SEGUARD_COMPILE=1 built no extension of the core"
     if BUILT:
         assert all(name.endswith(".so") for name in files), files
     else:  # no compiler or mypyc where this was installed: the Python core
