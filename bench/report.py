@@ -175,6 +175,8 @@ def markdown(result: dict[str, Any]) -> str:
         *(
             [
                 "",
+                f"RSS after the latency runs with registry churn at {result['entries']:,} entries: "
+                f"{result['cases'][-1].get('rss_after_churn_mb', 0):.1f} MB. "
                 f"Each idle TLS connection the server holds at {result['entries']:,} entries: "
                 f"{result['cases'][-1]['idle_connection_kb']:.1f} KB of RSS (1,000 connections "
                 f"made and held; the bound, --max-connections, is {MAX_CONNECTIONS:,}).",

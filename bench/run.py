@@ -177,6 +177,9 @@ def run_case(
                 "bare_loop_us": round(bare_us, 1),
                 "ratio": round(ours_us / bare_us, 2),
             }
+        # RSS under request load, read at the same point for every core (before the latency
+        # runs, whose registry churn grows the heap).
+        rss, peak = memory_mb(proc.pid)
         timing: dict[str, Any] = {}
         if latency:
             timing = _latency(
@@ -184,8 +187,8 @@ def run_case(
                 seconds=seconds,
             )  # fmt: skip
         gc_after = gc_histogram(f"http://127.0.0.1:{ops}/metrics")
-        rss, peak = memory_mb(proc.pid)
         if latency:
+            timing["rss_after_churn_mb"] = round(memory_mb(proc.pid)[0], 1)
             timing["idle_connection_kb"] = round(idle_connection_kb(port, proc.pid, cert_dir), 1)
     finally:
         proc.send_signal(signal.SIGTERM)
