@@ -3,8 +3,8 @@ mypyc into C extensions beside its Python source (a missing C compiler or mypyc 
 Python: each extension is optional); ``SEGUARD_PURE=1`` at run time picks the Python source even
 where they are built (``webhook/__init__.py``). The image and CI build it; a development install
 leaves it off, since an edit of a core module takes effect only once it is compiled again.
-Measured at the server (``bench/README.md``), the compiled core takes 10 to 16% less of the
-event loop's time per request, for about 8 MB more RSS at 100k entries."""
+Measured at the server (``bench/README.md``), the compiled core takes 10 to 17% less of the
+event loop's time per request, for 8 to 10 MB more RSS at 100k entries."""
 
 import os
 import sys
