@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from webhook import certs, server
+from webhook import server, tls
 
 ANSWER = (
     b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":'
@@ -50,7 +50,7 @@ def main() -> None:
         webhook_app=app,  # type: ignore[arg-type]
         ops_app=FastAPI(),
         listeners=listeners,
-        ssl_context=certs.server_context(args.cert_dir),
+        ssl_context=tls.server_context(args.cert_dir),
     )
     server.run(web.serve)
 

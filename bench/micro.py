@@ -19,7 +19,7 @@ LIBRARIES = (
     # a kubeconfig file's loader adds requests and oauthlib, 5 MB).
     "import uvloop, webhook.kube\n"
     "webhook.kube._client(); webhook.kube._loader(None)\n"
-    "import webhook.app, webhook.audit, webhook.certs, webhook.cli, webhook.events\n"
+    "import webhook.app, webhook.audit, webhook.cli, webhook.events, webhook.tls\n"
     "import webhook.metrics, webhook.reload, webhook.rollout, webhook.runtime, webhook.scanner\n"
     "import webhook.server, webhook.serve, webhook.kube, webhook.logs, webhook.sources.store\n"
     "from webhook.sources import kubernetes\n"

@@ -16,7 +16,7 @@ import orjson
 import uvloop
 
 from tests.factories import empty_snapshot
-from webhook import certs, reload, server, supervise
+from webhook import certs, reload, server, supervise, tls
 from webhook.app import JUDGES, create_app, create_ops_app
 from webhook.audit import COMMIT_DEADLINE_S, MAX_PENDING, AuditLog, FileSink, Sink
 from webhook.connections import Limits
@@ -48,7 +48,7 @@ class LiveServer:
         return self.web.listeners.ops_port
 
     def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.cert_dir / certs.CA_FILE))
+        return ssl.create_default_context(cafile=str(self.cert_dir / tls.CA_FILE))
 
     def connection(self) -> http.client.HTTPSConnection:
         """One keep-alive connection, as the API server holds them."""
@@ -129,7 +129,7 @@ def running(
 
     def main() -> None:
         asyncio.set_event_loop(loop)
-        context = certs.server_context(cert_dir, client_ca=client_ca)
+        context = tls.server_context(cert_dir, client_ca=client_ca)
         web = server.WebhookServer(
             webhook_app=create_app(runtime, on_denied=on_denied, judges=judges),
             ops_app=create_ops_app(runtime),

@@ -1,7 +1,7 @@
-"""Certificates: issue a CA and a serving certificate, and build the server's TLS context (shell).
+"""Certificates: issue a CA and a serving certificate with cryptography (shell).
 
-File names follow cert-manager and ``kubernetes.io/tls`` Secrets (``tls.crt``, ``tls.key``,
-``ca.crt``), so a mounted Secret works as it is.
+What the server needs of a certificate it has (its files, the TLS context, its expiry) is in
+``webhook.tls``, with the standard library alone; its names are here too.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import base64
 import datetime
 import ipaddress
 import os
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webhook.core import servicenames
-
-CERT_FILE = "tls.crt"
-KEY_FILE = "tls.key"
-CA_FILE = "ca.crt"
-CA_KEY_FILE = "ca.key"
-# Modern AEAD suites for TLS 1.2; TLS 1.3 suites are fixed by OpenSSL and all modern.
-TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
-
-
-class CertificateError(ValueError):
-    """Certificate material that is missing or cannot be used."""
+from webhook.tls import CA_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE, CertificateError
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,32 +239,3 @@ def ensure_dev_certs(cert_dir: Path) -> bool:
     )
     write_pairs(cert_dir, ca, leaf)
     return True
-
-
-def server_context(cert_dir: Path, *, client_ca: Path | None = None) -> ssl.SSLContext:
-    """TLS 1.2 or higher with modern suites; loads tls.crt and tls.key from ``cert_dir``."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(TLS12_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    load_pair(context, cert_dir)
-    if client_ca is not None:
-        try:
-            context.load_verify_locations(cafile=str(client_ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise CertificateError(f"cannot load client CA {client_ca}: {exc}") from None
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
-def load_pair(context: ssl.SSLContext, cert_dir: Path) -> None:
-    cert, key = cert_dir / CERT_FILE, cert_dir / KEY_FILE
-    for path in (cert, key):
-        if not path.exists():
-            raise CertificateError(
-                f"{path} does not exist; run `seguard certs generate --out {cert_dir}`"
-            )
-    try:
-        context.load_cert_chain(certfile=str(cert), keyfile=str(key))
-    except (OSError, ssl.SSLError) as exc:
-        raise CertificateError(f"cannot load {cert} and {key}: {exc}") from None

@@ -814,10 +814,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
-        from webhook.certs import CertificateError
         from webhook.kube import ClusterError
         from webhook.sources.files import ManifestError
         from webhook.sources.istiod import IstiodError
+        from webhook.tls import CertificateError
 
         known = ManifestError | CertificateError | ClusterError | IstiodError | OSError | ValueError
         if isinstance(exc, known):

@@ -16,9 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from cryptography import x509
-
-from webhook import certs, logs, supervise
+from webhook import logs, supervise, tls
 from webhook.audit import policy_rejected_record, timestamp
 from webhook.core.policyfile import PolicyError, parse_policy_text
 from webhook.runtime import Runtime
@@ -145,8 +143,8 @@ class CertificateReloader:
         self._note_expiry()
 
     def _read(self) -> tuple[bytes, bytes]:
-        return (self.cert_dir / certs.CERT_FILE).read_bytes(), (
-            self.cert_dir / certs.KEY_FILE
+        return (self.cert_dir / tls.CERT_FILE).read_bytes(), (
+            self.cert_dir / tls.KEY_FILE
         ).read_bytes()
 
     def _read_digest(self) -> str:
@@ -159,10 +157,10 @@ class CertificateReloader:
         if self._on_loaded is None:
             return
         try:
-            cert = x509.load_pem_x509_certificate((self.cert_dir / certs.CERT_FILE).read_bytes())
-        except (OSError, ValueError):
+            expires = tls.not_valid_after((self.cert_dir / tls.CERT_FILE).read_bytes())
+        except (OSError, tls.CertificateError):
             return
-        self._on_loaded(cert.not_valid_after_utc.timestamp())
+        self._on_loaded(expires.timestamp())
 
     def check(self) -> bool:
         """Load the pair if it changed and is usable. True when a new pair went into force."""
@@ -171,8 +169,8 @@ class CertificateReloader:
             return False
         scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            certs.load_pair(scratch, self.cert_dir)
-        except certs.CertificateError as exc:
+            tls.load_pair(scratch, self.cert_dir)
+        except tls.CertificateError as exc:
             # Often a rotation caught between writing the certificate and the key: keep the
             # old pair and look again at the next poll.
             if str(exc) != self._reported:
@@ -185,7 +183,7 @@ class CertificateReloader:
                 if self._on_error is not None:
                     self._on_error()
             return False
-        certs.load_pair(self.context, self.cert_dir)
+        tls.load_pair(self.context, self.cert_dir)
         self._seen = digest
         self._reported = ""
         self._note_expiry()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from webhook import __version__, certs, connections, heap, kube, logs, reload, server
+from webhook import __version__, connections, heap, kube, logs, reload, server, tls
 from webhook.app import create_app, create_ops_app
 from webhook.audit import open_audit_log
 from webhook.core.policy import Policy
@@ -242,14 +242,18 @@ def run(options: Options, *, policy: Policy, builder: RegistryBuilder) -> None:
     """Serve until a signal; then drain, and stop every part."""
     follow_cluster, kubeconfig = cluster_to_follow(options)
     cert_dir = options.cert_dir if options.cert_dir is not None else Path("certs")
-    if options.cert_dir is None and certs.ensure_dev_certs(cert_dir):
-        log.info(
-            "made development certificates in %s/ (CA: %s)",
-            cert_dir,
-            cert_dir / "ca.crt",
-            extra=logs.fields("certs.generated", directory=str(cert_dir)),
-        )
-    ssl_context = certs.server_context(cert_dir, client_ca=options.client_ca)
+    if options.cert_dir is None:
+        # Issuing takes cryptography, which serving a certificate does not (see webhook.tls).
+        from webhook import certs
+
+        if certs.ensure_dev_certs(cert_dir):
+            log.info(
+                "made development certificates in %s/ (CA: %s)",
+                cert_dir,
+                cert_dir / tls.CA_FILE,
+                extra=logs.fields("certs.generated", directory=str(cert_dir)),
+            )
+    ssl_context = tls.server_context(cert_dir, client_ca=options.client_ca)
     metrics = Metrics()
     metrics.gc_pauses.install()
     heap.map_big_blocks()  # an old snapshot's memory goes back to the system when it is freed

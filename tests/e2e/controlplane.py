@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from webhook import certs
+from webhook import certs, tls
 
 CRD = Path(__file__).resolve().parent.parent / "data" / "istio-serviceentry-crd.yaml"
 # How long to wait for a process to come up; a liveness bound, not a speed target.
@@ -335,8 +335,8 @@ class ControlPlane:
         cert_dir = self.root / "webhook-certs"
         ca = certs.load_ca(cert_dir)
         _, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"], ca=ca)
-        (cert_dir / certs.KEY_FILE).write_bytes(leaf.key_pem)
-        (cert_dir / certs.CERT_FILE).write_bytes(leaf.cert_pem)
+        (cert_dir / tls.KEY_FILE).write_bytes(leaf.key_pem)
+        (cert_dir / tls.CERT_FILE).write_bytes(leaf.cert_pem)
 
     def register_webhooks(self) -> None:
         bundle = base64.b64encode(self.webhook_ca).decode()
