@@ -15,10 +15,12 @@ from bench.cluster import api_server
 from bench.settings import ROOT
 
 LIBRARIES = (
-    # The Kubernetes client as a pod loads it (webhook.kube, with the service account's loader;
-    # a kubeconfig file's loader adds requests and oauthlib, 5 MB).
+    # The Kubernetes client as a pod loads it (webhook.kube, with the service account's loader),
+    # or as the bench's server does, following its API server through a kubeconfig file (whose
+    # loader adds requests and oauthlib).
     "import uvloop, webhook.kube\n"
-    "webhook.kube._client(); webhook.kube._loader(None)\n"
+    "from pathlib import Path\n"
+    "webhook.kube._client(); webhook.kube._loader({kubeconfig})\n"
     "import webhook.app, webhook.audit, webhook.cli, webhook.events, webhook.tls\n"
     "import webhook.metrics, webhook.reload, webhook.rollout, webhook.runtime, webhook.scanner\n"
     "import webhook.server, webhook.serve, webhook.kube, webhook.logs, webhook.sources.store\n"
@@ -26,11 +28,12 @@ LIBRARIES = (
 )
 
 
-def library_floor_mb() -> float:
+def library_floor_mb(*, kubeconfig: bool = False) -> float:
     """The RSS of a fresh interpreter that has only imported what `seguard serve` imports
     (FastAPI and pydantic, uvicorn, the official Kubernetes client ...): the part of the RSS
-    that no registry or request brings, and that no change to the hot path can lower."""
-    script = LIBRARIES + (
+    that no registry or request brings, and that no change to the hot path can lower. As in a
+    pod, or with ``kubeconfig`` as the bench's server runs (a kubeconfig file's loader)."""
+    script = LIBRARIES.format(kubeconfig="Path('kubeconfig')" if kubeconfig else None) + (
         "print(next(int(line.split()[1]) for line in open('/proc/self/status') "
         "if line.startswith('VmRSS')))"
     )

@@ -336,6 +336,7 @@ def main() -> None:
     metrics_us = metrics_costs()
     shortcuts = shortcut_costs()
     floor = library_floor_mb()
+    floor_kubeconfig = library_floor_mb(kubeconfig=True)
     lookup_ratio = max(
         costs["free_100k"] / costs["free_0"], costs["conflict_100k"] / costs["conflict_1k"]
     )
@@ -354,6 +355,7 @@ def main() -> None:
         "registry_build_s": round(build, 3),
         "rss_mb": biggest["rss_mb"],
         "rss_floor_mb": round(floor, 1),
+        "rss_floor_kubeconfig_mb": round(floor_kubeconfig, 1),
         "gc_pause_max_ms": biggest["gc_pause_max_ms"],
         "lookup_us": {k: round(v, 2) for k, v in costs.items()},
         "lookup_ratio": round(lookup_ratio, 3),
