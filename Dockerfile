@@ -5,8 +5,8 @@
 # Build stage: wheels for the project and its dependencies (compiled ones included), so the
 # runtime stage needs no compiler and no network. The decision core (webhook/core) is compiled
 # with mypyc (setup.py): at the server it takes 10 to 17% less of the event loop's time per
-# request than the Python source, for 8 to 10 MB more RSS at 100k entries (bench/README.md);
-# SEGUARD_PURE=1 at run time picks the source.
+# request than the Python source, for about the same RSS (bench/README.md); SEGUARD_PURE=1 at
+# run time picks the source.
 FROM python:3.11-slim AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \
