@@ -17,7 +17,7 @@ from tests.factories import (
     make_snapshot,
 )
 from webhook.core import claims
-from webhook.core.registry import RegistryBuilder, Relation, Snapshot
+from webhook.core.registry import RegistryBuilder, Relation, Snapshot, held_ips
 
 SNAPSHOT = make_snapshot(
     make_namespace("bookinfo", {"team": "books"}),
@@ -532,8 +532,9 @@ def test_a_registry_built_from_another_holds_the_same_keys_and_profiles_not_copi
     # Service's address must be one object in its profile and in the address table. The
     # compiled core held copies of each (mypyc stores a new tuple or int for a fixed-length
     # tuple or an int it had unboxed): several MB at 100,000 entries.
+    exported = {"annotations": {"networking.istio.io/exportTo": "."}}
     objects = [
-        *(_with_ip(make_service(f"svc-{i}", f"ns-{i % 3}"), f"10.96.{i}.{i + 1}") for i in range(20)),
+        *(_with_ip(make_service(f"svc-{i}", f"ns-{i % 3}", **(exported if i % 4 == 0 else {})), f"10.96.{i}.{i + 1}") for i in range(20)),
         *(make_service_entry(f"se-{i}", f"ns-{i % 3}", [f"api{i}.example.com"]) for i in range(20)),
     ]  # fmt: skip
     base = RegistryBuilder.bulk(
@@ -550,10 +551,55 @@ def test_a_registry_built_from_another_holds_the_same_keys_and_profiles_not_copi
         assert key is fresh_keys[key], key
     base_profiles = {(ns, name): p for ns, table in base.services.items() for name, p in table.items()}  # fmt: skip
     assert len(base_profiles) == 20
+    assert sum(isinstance(held, int) for held in base_profiles.values()) == 15  # see Held
     for namespace, table in snapshot.services.items():
         for name, profile in table.items():
             assert profile is base_profiles[namespace, name]
-    held_ips = {profile.ips: profile.ips for profile in base_profiles.values()}
+    addresses = [held_ips(held) for held in base_profiles.values()]
+    held_addresses = {address: address for address in addresses}
     assert len(snapshot.cluster_ips) == 20
     for address in snapshot.cluster_ips:
-        assert address is held_ips[address]
+        assert address is held_addresses[address]
+
+
+@pytest.mark.parametrize("source", ["kubernetes", "files", "istiod"])
+@pytest.mark.parametrize(
+    "ips", [(), ("10.96.0.10",), ("fd00::a",), ("10.96.0.11", "fd00::b")], ids=str
+)
+@pytest.mark.parametrize("export_to", [None, ".", "., istio-system"])
+def test_a_service_reads_back_as_it_was_listed_however_it_is_held(
+    source: str, ips: tuple[str, ...], export_to: str | None
+) -> None:
+    metadata = {"annotations": {"networking.istio.io/exportTo": export_to}} if export_to else {}
+    service = with_ips(make_service("a", "ns", **metadata), *ips)
+    expected = claims.service_claim(service, cluster_domain="cluster.local", source=source)
+    assert expected.cluster_ips == ips
+    incremental = RegistryBuilder()
+    incremental.apply(service, source=source)
+    for snapshot in (build_snapshot([(source, service)]), incremental.snapshot()):
+        assert snapshot.get("Service", "ns", "a") == expected
+        held = snapshot.services["ns"]["a"]
+        # Only the Service most clusters are made of is held as its address alone.
+        assert isinstance(held, int) == (source == "kubernetes" and len(ips) == 1 and not export_to)
+        for ip in ips:
+            assert snapshot.service_with_ip(ip) == expected
+        assert snapshot.owners("a.ns.svc.cluster.local") == (expected,)
+
+
+def test_a_relist_of_the_cluster_s_services_keeps_the_others() -> None:
+    listed = [with_ips(make_service(f"s{i}", "ns"), f"10.96.1.{i}") for i in range(4)]
+    from_files = with_ips(make_service("f", "ns"), "10.96.2.1")
+    builder = RegistryBuilder.bulk(
+        [*(("kubernetes", s) for s in listed), ("files", from_files)],
+        cluster_domain="cluster.local",
+    )
+    relisted = RegistryBuilder.bulk(
+        (("kubernetes", s) for s in listed[2:]), cluster_domain="cluster.local"
+    )
+    snapshot = builder.merge_kind(claims.SERVICE, relisted, source="kubernetes").snapshot()
+    assert sorted(snapshot.services["ns"]) == ["f", "s2", "s3"]
+    assert snapshot.service_with_ip("10.96.1.0") is None
+    assert snapshot.service_with_ip("10.96.1.3") is not None
+    assert snapshot.service_with_ip("10.96.2.1") == claims.service_claim(
+        from_files, cluster_domain="cluster.local", source="files"
+    )

@@ -27,6 +27,8 @@ MAX_PORTS = 256
 MAX_ENDPOINTS = 4096
 MAX_ADDRESSES = 4096
 SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
+# The source of the objects the cluster's own API server lists (webhook.sources.kubernetes).
+CLUSTER_SOURCE = "kubernetes"
 
 
 # An object's (kind, namespace, name). ``tuple[str, ...]``, not ``tuple[str, str, str]``: mypyc

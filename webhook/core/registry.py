@@ -7,7 +7,8 @@ and swaps it in whole. Its indexes make a lookup cost the same for 100 entries a
 - ``under``: every domain -> the registered names strictly inside it, so a new wildcard finds the
   names it would cover with one dictionary read;
 - ``services``: the Services of this cluster, namespace -> name -> what else they carry
-  (exportTo, source). A Service's names all follow from its namespace and name: its FQDN
+  (exportTo, source, cluster IPs: a ``Profile``, or for most Services their one address
+  alone). A Service's names all follow from its namespace and name: its FQDN
   (``name.ns.svc.<domain>``) and the aliases Istio adds as route domains (``name.ns``,
   ``name.ns.svc``, and a single label inside its own namespace). So they are not stored: a
   lookup reads them back from the host's labels, and a ``Claim`` is made for a Service only
@@ -155,7 +156,29 @@ class Profile:
     ips: PackedIps
 
 
-Services = Mapping[str, Mapping[str, Profile]]
+# What a Service's table holds for it: its Profile, or, for the Service nearly every cluster is
+# made of (one cluster IP, no exportTo annotation, listed by the cluster's API server), that
+# address alone: 64 bytes less a Service, 3.8 MB at 60,000. ``held_profile`` reads either back.
+Held = Profile | IpKey
+Services = Mapping[str, Mapping[str, Held]]
+
+
+def held_profile(held: Held) -> Profile:
+    if isinstance(held, Profile):
+        return held
+    return Profile(None, claims_mod.CLUSTER_SOURCE, held)
+
+
+def held_ips(held: object) -> Any:
+    """A held Service's cluster IPs (PackedIps), the very objects it holds (``object`` in and
+    ``Any`` out, so mypyc keeps them as they are: see ``_keys``)."""
+    return held.ips if isinstance(held, Profile) else held
+
+
+def _held_source(held: Held) -> str:
+    return held.source if isinstance(held, Profile) else claims_mod.CLUSTER_SOURCE
+
+
 # Where a cluster IP is held: the namespace of a Service kept in its table, or the key of one kept
 # whole.
 IpOwner = str | ClaimKey
@@ -166,10 +189,17 @@ SHARED_MAX = 65536
 Shared = Callable[[Any], Any]
 
 
-def _profile(claim: Claim, shared: Shared) -> Profile:
+def _profile(claim: Claim, shared: Shared) -> Held:
     if claim.cluster_ips:
         # Its own: cluster IPs are unique to a Service.
-        return Profile(claim.export_to, claim.source, _packed(claim.cluster_ips))
+        packed = _packed(claim.cluster_ips)
+        if (
+            isinstance(packed, int)
+            and claim.export_to is None
+            and claim.source == claims_mod.CLUSTER_SOURCE
+        ):
+            return packed
+        return Profile(claim.export_to, claim.source, packed)
     profile: Profile = shared(Profile(claim.export_to, claim.source, None))
     return profile
 
@@ -190,7 +220,8 @@ def is_compact(claim: Claim, cluster_domain: str) -> bool:
     )
 
 
-def service_claim_of(namespace: str, name: str, profile: Profile, cluster_domain: str) -> Claim:
+def service_claim_of(namespace: str, name: str, held: Held, cluster_domain: str) -> Claim:
+    profile = held_profile(held)
     return Claim(
         kind=claims_mod.SERVICE,
         namespace=namespace,
@@ -507,7 +538,7 @@ class Snapshot:
             return None
         if isinstance(owner, str):  # a namespace: the Service is in its table
             for name, profile in self.services.get(owner, {}).items():
-                if key in _keys(profile.ips):
+                if key in _keys(held_ips(profile)):
                     return service_claim_of(owner, name, profile, self.cluster_domain)
             return None
         claim = self.objects.get(owner)
@@ -554,7 +585,7 @@ class RegistryBuilder:
         self._under: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, dict[str, None]] = {}
         self.objects: dict[ClaimKey, Claim] = {}
-        self.services: dict[str, dict[str, Profile]] = {}
+        self.services: dict[str, dict[str, Held]] = {}
         self.service_count = 0
         self.object_counts: dict[str, int] = {}
         self.namespaces: dict[str, Labels] = {}
@@ -590,7 +621,7 @@ class RegistryBuilder:
             # as one block (about 1 ms), both in a single C call that holds the GIL throughout.
             setattr(self, field, getattr(self, field).copy())
 
-    def _own_table(self, namespace: str) -> dict[str, Profile] | None:
+    def _own_table(self, namespace: str) -> dict[str, Held] | None:
         """The namespace's Service table, ours to change (None when it has none)."""
         if "services" in self._shared_big:
             self._shared_big.discard("services")
@@ -709,7 +740,7 @@ class RegistryBuilder:
         """
         builder = cls(cluster_domain=cluster_domain)
         held: dict[ClaimKey, Claim] = {}
-        services: dict[str, dict[str, Profile]] = {}
+        services: dict[str, dict[str, Held]] = {}
         for source, obj in objects:
             claim = builder._admit(obj, source)
             if claim is None:
@@ -757,8 +788,8 @@ class RegistryBuilder:
             for name, profile in table.items():
                 _drop((claims_mod.SERVICE, namespace, name), held, services)
                 # One profile object for the many Services without a cluster IP (see _profile).
-                held_profile = profile if profile.ips else builder.shared(profile)
-                services.setdefault(namespace, {})[name] = held_profile
+                kept = profile if held_ips(profile) else builder.shared(profile)
+                services.setdefault(namespace, {})[name] = kept
         builder.skipped = {
             key: s for key, s in self.skipped.items() if key[0] != kind or s.source != source
         }
@@ -784,7 +815,7 @@ class RegistryBuilder:
         builder._index(held, services)
         return builder
 
-    def _index(self, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Profile]]) -> None:
+    def _index(self, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Held]]) -> None:
         """Every index from the objects held and the Services' tables, in one pass: lists while
         building, tuples at the end."""
         names: dict[str, list[Claim]] = {}
@@ -828,8 +859,9 @@ class RegistryBuilder:
             self._add_ips(_packed(claim.cluster_ips), claim.key)
         for namespace, table in services.items():
             for profile in table.values():
-                if profile.ips is not None:
-                    self._add_ips(profile.ips, namespace)
+                ips = held_ips(profile)
+                if ips is not None:
+                    self._add_ips(ips, namespace)
 
     def _add_ips(self, packed: PackedIps, owner: IpOwner) -> None:
         keys = _keys(packed)
@@ -845,7 +877,7 @@ class RegistryBuilder:
             # Another Service of the namespace may list the same address (cluster IPs are unique
             # in a cluster, but manifests may hold anything): the address stays its.
             table = self.services.get(owner) if isinstance(owner, str) else None
-            if table is None or not any(key in _keys(p.ips) for p in table.values()):
+            if table is None or not any(key in _keys(held_ips(p)) for p in table.values()):
                 self._own_big("cluster_ips")
                 del self.cluster_ips[key]
 
@@ -904,7 +936,7 @@ class RegistryBuilder:
         if _hold(claim, self.objects, self.services, self.cluster_domain, self.shared):
             self._owned_tables.add(claim.namespace)  # a table _hold made is ours
             self.service_count += 1
-            self._add_ips(self.services[claim.namespace][claim.name].ips, claim.namespace)
+            self._add_ips(held_ips(self.services[claim.namespace][claim.name]), claim.namespace)
             return
         self.object_counts[claim.kind] = self.object_counts.get(claim.kind, 0) + 1
         self._add_ips(_packed(claim.cluster_ips), claim.key)
@@ -929,7 +961,7 @@ class RegistryBuilder:
             profile = table.pop(key[2], None) if table is not None else None
             if table is not None and profile is not None:
                 self.service_count -= 1
-                self._drop_ips(profile.ips, key[1])
+                self._drop_ips(held_ips(profile), key[1])
                 self._drop_name(key[2], key[1])
                 if not table:
                     del self.services[key[1]]
@@ -1026,9 +1058,7 @@ class _PendingUnder(Mapping[str, tuple[str, ...]]):
 _BIG = ("names", "objects", "services", "cluster_ips", "service_names")
 
 
-def _drop(
-    key: ClaimKey, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Profile]]
-) -> None:
+def _drop(key: ClaimKey, held: dict[ClaimKey, Claim], services: dict[str, dict[str, Held]]) -> None:
     """Forget ``key`` in whichever table holds it."""
     if held.pop(key, None) is None and key[0] == claims_mod.SERVICE:
         table = services.get(key[1])
@@ -1039,7 +1069,7 @@ def _drop(
 def _hold(
     claim: Claim,
     held: dict[ClaimKey, Claim],
-    services: dict[str, dict[str, Profile]],
+    services: dict[str, dict[str, Held]],
     cluster_domain: str,
     shared: Shared,
 ) -> bool:
@@ -1054,14 +1084,14 @@ def _hold(
     return False
 
 
-def _services_without(services: Services, source: str | None) -> dict[str, dict[str, Profile]]:
+def _services_without(services: Services, source: str | None) -> dict[str, dict[str, Held]]:
     """A copy of the Services' tables, without those of ``source`` (None: all kept)."""
-    copy: dict[str, dict[str, Profile]] = {}
+    copy: dict[str, dict[str, Held]] = {}
     for namespace, table in services.items():
         kept = (
             dict(table)
             if source is None
-            else {name: profile for name, profile in table.items() if profile.source != source}
+            else {name: held for name, held in table.items() if _held_source(held) != source}
         )
         if kept:
             copy[namespace] = kept

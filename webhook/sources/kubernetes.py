@@ -21,7 +21,7 @@ from typing import Any
 
 from webhook import logs, supervise
 from webhook.backoff import Backoff
-from webhook.core.claims import NAMESPACE, SERVICE, SERVICE_ENTRY
+from webhook.core.claims import CLUSTER_SOURCE, NAMESPACE, SERVICE, SERVICE_ENTRY
 from webhook.core.registry import RegistryBuilder, Snapshot
 from webhook.kube import (
     ClusterError,
@@ -34,7 +34,7 @@ from webhook.sources.store import RegistryStore
 
 log = logging.getLogger("seguard.kubernetes")
 
-SOURCE = "kubernetes"
+SOURCE = CLUSTER_SOURCE
 # client-go's defaults for a reflector's backoff: start at 800 ms, double, stop growing at 30 s.
 BACKOFF_START_S = 0.8
 BACKOFF_MAX_S = 30.0
