@@ -17,7 +17,7 @@ from bench.settings import ROOT
 LIBRARIES = (
     # The Kubernetes client as a pod loads it (webhook.kube, with the service account's loader),
     # or as the bench's server does, following its API server through a kubeconfig file (whose
-    # loader adds requests and oauthlib).
+    # loader's OIDC libraries webhook.kube defers until a token is refreshed).
     "import uvloop, webhook.kube\n"
     "from pathlib import Path\n"
     "webhook.kube._client(); webhook.kube._loader({kubeconfig})\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,12 +99,139 @@ def test_a_connection_loads_only_the_client_parts_the_transport_uses(
         ' "users": [{"name": "u", "user": {"token": "t"}}], "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],'
         ' "current-context": "x"}'
     )  # fmt: skip
-    # A kubeconfig, as the CLI and development serve use: none of the package's other parts.
-    models, _ = probe("", f"kube.connect(Path({str(kubeconfig)!r}))")
-    assert models == "0"
-    # In a pod: neither those nor requests and oauthlib (only a kubeconfig's OIDC needs them).
+    # A kubeconfig, as the CLI and development serve use: none of the package's other parts,
+    # nor requests and oauthlib (only an OIDC token's refresh needs them: the test below).
+    models, requests = probe("", f"kube.connect(Path({str(kubeconfig)!r}))")
+    assert (models, requests) == ("0", "False")
+    # In a pod: neither.
     models, requests = probe("", "kube._client(); kube._loader(None)")
     assert (models, requests) == ("0", "False")
     # Where the whole client is imported already, that one is used.
     models, _ = probe("import kubernetes", f"kube.connect(Path({str(kubeconfig)!r}))")
     assert int(models) >= 5
+
+
+def _jwt(expires: float) -> str:
+    """An unsigned JWT (the kubeconfig loader reads only its expiry), with no character its
+    check refuses (``=``, ``+``, ``/``) and a payload whose padding it accepts."""
+    import base64
+    import json
+
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    claims: dict[str, object] = {"exp": int(expires), "sub": "dev"}
+    while len(part(claims)) % 4 == 1:
+        claims["sub"] = str(claims["sub"]) + "x"
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+@pytest.fixture
+def identity_provider(tmp_path: Path) -> Iterator[tuple[str, bytes, list[bytes]]]:
+    """An OIDC identity provider over HTTPS: its discovery document and a token endpoint that
+    answers a refresh with a new ID token. Yields its URL, its CA and the refresh requests' bodies."""
+    import json
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from webhook import certs, tls
+
+    ca, leaf = certs.issue(dns_names=["localhost"], ip_addresses=["127.0.0.1"])
+    certs.write_pairs(tmp_path / "idp", ca, leaf)
+    refreshes: list[bytes] = []
+    new_token = _jwt(time.time() + 3600)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            assert self.path == "/.well-known/openid-configuration"
+            self._answer({"issuer": url, "token_endpoint": f"{url}/token"})
+
+        def do_POST(self) -> None:
+            refreshes.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self._answer(
+                {"id_token": new_token, "refresh_token": "r2", "access_token": "a",
+                 "token_type": "Bearer", "expires_in": 3600}
+            )  # fmt: skip
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context: ssl.SSLContext = tls.server_context(tmp_path / "idp")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url, ca.cert_pem, refreshes
+    server.shutdown()
+    server.server_close()
+
+
+OIDC_PROBE = """
+import sys
+from pathlib import Path
+from webhook import kube
+valid = kube.connect(Path(sys.argv[1]))
+print("requests" in sys.modules)
+refreshed = kube.connect(Path(sys.argv[2]))
+print("requests" in sys.modules)
+print(valid.api.configuration.api_key["BearerToken"])
+print(refreshed.api.configuration.api_key["BearerToken"])
+"""
+
+
+def test_a_kubeconfig_s_oidc_token_is_refreshed_with_its_libraries_imported_only_then(
+    identity_provider: tuple[str, bytes, list[bytes]], tmp_path: Path
+) -> None:
+    import base64
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    url, ca_pem, refreshes = identity_provider
+
+    def kubeconfig(name: str, id_token: str) -> Path:
+        provider = {
+            "client-id": "seguard", "client-secret": "s", "id-token": id_token,
+            "refresh-token": "r1", "idp-issuer-url": url,
+            "idp-certificate-authority-data": base64.b64encode(ca_pem).decode(),
+        }  # fmt: skip
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "x",
+            "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "users": [{"name": "u", "user": {"auth-provider": {"name": "oidc", "config": provider}}}],
+        }  # fmt: skip
+        path = tmp_path / name
+        path.write_text(json.dumps(config))
+        return path
+
+    still_valid, expired = _jwt(time.time() + 3600), _jwt(time.time() - 60)
+    result = subprocess.run(
+        [sys.executable, "-c", OIDC_PROBE, str(kubeconfig("valid", still_valid)),
+         str(kubeconfig("expired", expired))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    before, after, valid_token, refreshed_token = result.stdout.split("\n")[:4]
+    # A token still valid: nothing refreshed, and requests and oauthlib never imported.
+    assert (before, valid_token) == ("False", f"Bearer {still_valid}")
+    # An expired one: refreshed at the identity provider, with its refresh token.
+    assert after == "True"
+    assert len(refreshes) == 1 and b"grant_type=refresh_token" in refreshes[0]
+    assert b"refresh_token=r1" in refreshes[0]
+    assert refreshed_token.startswith("Bearer ") and refreshed_token != f"Bearer {expired}"
+    # The loader writes the new tokens back to the kubeconfig, as kubectl does.
+    written = json.dumps(yaml.safe_load((tmp_path / "expired").read_text()))
+    assert '"refresh-token": "r2"' in written and refreshed_token[len("Bearer ") :] in written

@@ -340,16 +340,55 @@ def _client() -> _Client:
 
 
 def _loader(kubeconfig: Path | None) -> Callable[..., None]:
-    """How the configuration is loaded: from a kubeconfig file (whose loader brings requests
-    and oauthlib, for OIDC refreshes: 5 MB), or from the pod's service account (which needs
-    neither)."""
+    """How the configuration is loaded: from a kubeconfig file, or from the pod's service
+    account."""
     if kubeconfig is not None:
-        loader: Callable[..., None] = importlib.import_module(
-            "kubernetes.config.kube_config"
-        ).load_kube_config
+        loader: Callable[..., None] = _kube_config().load_kube_config
     else:
         loader = importlib.import_module("kubernetes.config.incluster_config").load_incluster_config
     return loader
+
+
+# What the kubeconfig loader imports for one thing only, refreshing an OIDC auth-provider's
+# token: requests_oauthlib and oauthlib, with requests beneath them (4.8 MB of RSS).
+_OIDC_MODULES = ("requests_oauthlib", "oauthlib", "oauthlib.oauth2")
+
+
+class _OnUse(types.ModuleType):
+    """Stands for a module the kubeconfig loader names but may never use: the real module is
+    imported when an attribute is first read from it."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # what the import system asks of a module: not a use
+            raise AttributeError(attr)
+        module = importlib.import_module(self.__name__)
+        if hasattr(module, attr):
+            return getattr(module, attr)
+        return importlib.import_module(f"{self.__name__}.{attr}")
+
+
+def _oauth2_session(*args: Any, **kwargs: Any) -> Any:
+    """requests_oauthlib's OAuth2Session, imported when an OIDC token is refreshed."""
+    return importlib.import_module("requests_oauthlib").OAuth2Session(*args, **kwargs)
+
+
+def _kube_config() -> Any:
+    """The client's kubeconfig loader, with the OIDC refresh's libraries imported only when a
+    token is refreshed (``_OIDC_MODULES``). Where they or the loader are imported already, the
+    loader is imported as it is."""
+    name = "kubernetes.config.kube_config"
+    if name in sys.modules or any(module in sys.modules for module in _OIDC_MODULES):
+        return importlib.import_module(name)
+    stand_ins = {module: _OnUse(module) for module in _OIDC_MODULES}
+    stand_ins["requests_oauthlib"].OAuth2Session = _oauth2_session  # type: ignore[attr-defined]
+    sys.modules.update(stand_ins)
+    try:
+        return importlib.import_module(name)
+    finally:
+        # The loader keeps its names for them; anyone else importing them gets the real ones.
+        for module, stand_in in stand_ins.items():
+            if sys.modules.get(module) is stand_in:
+                del sys.modules[module]
 
 
 def _enter_packages() -> None:
