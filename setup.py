@@ -4,7 +4,7 @@ Python: each extension is optional); ``SEGUARD_PURE=1`` at run time picks the Py
 where they are built (``webhook/__init__.py``). The image and CI build it; a development install
 leaves it off, since an edit of a core module takes effect only once it is compiled again.
 Measured at the server (``bench/README.md``), the compiled core takes 10 to 17% less of the
-event loop's time per request, for 8 to 10 MB more RSS at 100k entries."""
+event loop's time per request, for about the same RSS (within 1 MB at 100k entries)."""
 
 import os
 import sys

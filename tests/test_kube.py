@@ -143,9 +143,9 @@ def identity_provider(tmp_path: Path) -> Iterator[tuple[str, bytes, list[bytes]]
     new_token = _jwt(time.time() + 3600)
 
     class Handler(BaseHTTPRequestHandler):
-        def _answer(self, body: object) -> None:
+        def _answer(self, body: object, status: int = 200) -> None:
             data = json.dumps(body).encode()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -156,7 +156,11 @@ def identity_provider(tmp_path: Path) -> Iterator[tuple[str, bytes, list[bytes]]
             self._answer({"issuer": url, "token_endpoint": f"{url}/token"})
 
         def do_POST(self) -> None:
-            refreshes.append(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            refreshes.append(body)
+            if b"refresh_token=revoked" in body:  # as a provider refuses a revoked token
+                self._answer({"error": "invalid_request"}, status=400)
+                return
             self._answer(
                 {"id_token": new_token, "refresh_token": "r2", "access_token": "a",
                  "token_type": "Bearer", "expires_in": 3600}
@@ -186,6 +190,8 @@ refreshed = kube.connect(Path(sys.argv[2]))
 print("requests" in sys.modules)
 print(valid.api.configuration.api_key["BearerToken"])
 print(refreshed.api.configuration.api_key["BearerToken"])
+refused = kube.connect(Path(sys.argv[3]))
+print(refused.api.configuration.api_key["BearerToken"])
 """
 
 
@@ -201,10 +207,10 @@ def test_a_kubeconfig_s_oidc_token_is_refreshed_with_its_libraries_imported_only
 
     url, ca_pem, refreshes = identity_provider
 
-    def kubeconfig(name: str, id_token: str) -> Path:
+    def kubeconfig(name: str, id_token: str, refresh_token: str = "r1") -> Path:
         provider = {
             "client-id": "seguard", "client-secret": "s", "id-token": id_token,
-            "refresh-token": "r1", "idp-issuer-url": url,
+            "refresh-token": refresh_token, "idp-issuer-url": url,
             "idp-certificate-authority-data": base64.b64encode(ca_pem).decode(),
         }  # fmt: skip
         config = {
@@ -220,18 +226,22 @@ def test_a_kubeconfig_s_oidc_token_is_refreshed_with_its_libraries_imported_only
     still_valid, expired = _jwt(time.time() + 3600), _jwt(time.time() - 60)
     result = subprocess.run(
         [sys.executable, "-c", OIDC_PROBE, str(kubeconfig("valid", still_valid)),
-         str(kubeconfig("expired", expired))],
+         str(kubeconfig("expired", expired)), str(kubeconfig("revoked", expired, "revoked"))],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    before, after, valid_token, refreshed_token = result.stdout.split("\n")[:4]
+    before, after, valid_token, refreshed_token, refused_token = result.stdout.split("\n")[:5]
     # A token still valid: nothing refreshed, and requests and oauthlib never imported.
     assert (before, valid_token) == ("False", f"Bearer {still_valid}")
     # An expired one: refreshed at the identity provider, with its refresh token.
     assert after == "True"
-    assert len(refreshes) == 1 and b"grant_type=refresh_token" in refreshes[0]
+    assert len(refreshes) == 2 and b"grant_type=refresh_token" in refreshes[0]
     assert b"refresh_token=r1" in refreshes[0]
     assert refreshed_token.startswith("Bearer ") and refreshed_token != f"Bearer {expired}"
     # The loader writes the new tokens back to the kubeconfig, as kubectl does.
     written = json.dumps(yaml.safe_load((tmp_path / "expired").read_text()))
     assert '"refresh-token": "r2"' in written and refreshed_token[len("Bearer ") :] in written
+    # A refresh the provider refuses (oauthlib's error, which the loader catches through the
+    # stand-in for oauthlib): the loader goes on with the token it has, as it always did.
+    assert b"refresh_token=revoked" in refreshes[1]
+    assert refused_token == f"Bearer {expired}"

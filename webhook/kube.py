@@ -361,6 +361,8 @@ class _OnUse(types.ModuleType):
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__"):  # what the import system asks of a module: not a use
             raise AttributeError(attr)
+        if sys.modules.get(self.__name__) is self:  # read while still standing in: the real one
+            del sys.modules[self.__name__]
         module = importlib.import_module(self.__name__)
         if hasattr(module, attr):
             return getattr(module, attr)
