@@ -3,9 +3,12 @@ its traffic goes (targets), as admission and the registry alike read them."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.factories import make_service, make_service_entry
 from webhook.core import claims
@@ -97,3 +100,57 @@ def test_a_services_cluster_ips(spec: dict[str, Any], ips: tuple[str, ...]) -> N
     service = make_service("a", "ns")
     service["spec"].update(spec)
     assert claims.service_claim(service, cluster_domain="cluster.local").cluster_ips == ips
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds", "text"),
+    [
+        pytest.param("2026-02-01T00:00:00Z", 1769904000, "2026-02-01T00:00:00Z", id="as-the-api-server-writes-it"),
+        pytest.param("1970-01-01T00:00:00Z", 0, "1970-01-01T00:00:00Z", id="the-epoch-is-a-time-not-none"),
+        pytest.param("1969-12-31T23:59:59Z", -1, "1969-12-31T23:59:59Z", id="before-the-epoch"),
+        pytest.param("2024-02-29T12:00:00Z", 1709208000, "2024-02-29T12:00:00Z", id="a-leap-day"),
+        pytest.param("2000-02-29T00:00:00Z", 951782400, "2000-02-29T00:00:00Z", id="a-leap-day-of-a-fourth-century"),
+        pytest.param("2026-02-01T00:00:00.999999Z", 1769904000, "2026-02-01T00:00:00Z", id="fractions-dropped"),
+        pytest.param("2026-02-01T02:30:00+02:30", 1769904000, "2026-02-01T00:00:00Z", id="an-offset-made-utc"),
+        pytest.param("2026-01-31T19:00:00-05:00", 1769904000, "2026-02-01T00:00:00Z", id="a-negative-offset"),
+        pytest.param("2026-02-01t00:00:00z", 1769904000, "2026-02-01T00:00:00Z", id="lower-case-t-and-z"),
+        pytest.param("2025-02-29T00:00:00Z", None, "", id="no-such-day"),
+        pytest.param("1900-02-29T00:00:00Z", None, "", id="no-leap-day-in-1900"),
+        pytest.param("2026-04-31T00:00:00Z", None, "", id="april-has-30-days"),
+        pytest.param("2026-13-01T00:00:00Z", None, "", id="no-thirteenth-month"),
+        pytest.param("2026-02-01T24:00:00Z", None, "", id="no-hour-24"),
+        pytest.param("2026-02-01T00:00:60Z", None, "", id="no-leap-second"),
+        pytest.param("2026-02-01T00:00:00+24:00", None, "", id="no-such-offset"),
+        pytest.param("2026-02-01T00:00:00", None, "", id="no-zone"),
+        pytest.param("2026-02-01", None, "", id="a-date-alone"),
+        pytest.param("yesterday", None, "", id="not-a-time"),
+        pytest.param(" 2026-02-01T00:00:00Z", None, "", id="surrounded"),
+        pytest.param(1769904000, None, "", id="a-number"),
+        pytest.param(None, None, "", id="none"),
+    ],
+)  # fmt: skip
+def test_a_creation_timestamp_is_held_in_seconds_and_read_back_as_written(
+    raw: object, seconds: int | None, text: str
+) -> None:
+    assert claims.timestamp_seconds(raw) == seconds
+    assert claims.timestamp_text(seconds) == text
+    meta: dict[str, Any] = {} if raw is None else {"creationTimestamp": raw}
+    claim = claims.service_entry_claim(
+        make_service_entry("s", "a", ["h.example.com"], metadata=meta)
+    )
+    assert (claim.created_s, claim.created) == (seconds, text)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31, 23, 59, 59)
+    )
+)
+def test_timestamps_agree_with_the_standard_library_s_calendar(moment: datetime.datetime) -> None:
+    moment = moment.replace(microsecond=0, tzinfo=datetime.UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%SZ").rjust(20, "0")
+    seconds = claims.timestamp_seconds(text)
+    assert seconds == (
+        moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    ) // datetime.timedelta(seconds=1)
+    assert claims.timestamp_text(seconds) == text

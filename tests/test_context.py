@@ -9,7 +9,7 @@ import pytest
 
 from tests.factories import make_namespace, make_policy, make_service_entry, make_snapshot
 from webhook.core import context
-from webhook.core.claims import Claim, service_entry_claim
+from webhook.core.claims import Claim, service_entry_claim, timestamp_seconds
 
 
 def entry(namespace: str, hosts: list[str], **kwargs: Any) -> Claim:
@@ -113,6 +113,6 @@ def test_age_orders_by_time_then_namespace_then_name(
             b[2], b[1], ["h.example.com"], metadata={"creationTimestamp": b[0]} if b[0] else {}
         )
     ).objects[("ServiceEntry", b[1], b[2])]
-    skip = context.younger_than(context.age_of(*a))
+    skip = context.younger_than(context.age_of(timestamp_seconds(a[0]), a[1], a[2]))
     assert skip is not None and skip(owner) is younger
     assert context.younger_than(None) is None

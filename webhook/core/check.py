@@ -93,7 +93,7 @@ def check_objects(
         obj["metadata"] = {**(meta if isinstance(meta, dict) else {}), "namespace": namespace}
         existing = snapshot.get(claims.SERVICE_ENTRY, namespace, name) if name else None
         operation = "UPDATE" if existing is not None else "CREATE"
-        if existing is not None and existing.created:
+        if existing is not None and existing.created_s is not None:
             # The API server keeps an object's creationTimestamp through every update: the
             # manifest is as old as the object it updates (the oldest owner of a host wins).
             obj["metadata"]["creationTimestamp"] = existing.created

@@ -7,6 +7,7 @@ and judged the same way whether it arrives in an AdmissionReview or from a watch
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -46,7 +47,10 @@ class Claim(NamedTuple):
     name: str
     hosts: tuple[str, ...]
     export_to: tuple[str, ...] | None = None
-    created: str = ""
+    # metadata.creationTimestamp, in seconds since the epoch (UTC); None without one. An int and
+    # not the text: 40 bytes less an entry, 1.6 MB at 40,000 ServiceEntries. ``created`` gives
+    # the text back as the API server writes it.
+    created_s: int | None = None
     source: str = ""
     # Hosts that are not DNS names, as (index, raw value, reason).
     invalid: tuple[tuple[int, object, str], ...] = ()
@@ -74,6 +78,11 @@ class Claim(NamedTuple):
     @property
     def key(self) -> ClaimKey:
         return (self.kind, self.namespace, self.name)
+
+    @property
+    def created(self) -> str:
+        """creationTimestamp as the API server writes it (whole seconds, UTC, Z); "" without."""
+        return timestamp_text(self.created_s)
 
     @property
     def ref(self) -> str:
@@ -223,7 +232,7 @@ def service_entry_claim(
         name=name if isinstance(name, str) else "",
         hosts=tuple(valid),
         export_to=export_to,
-        created=created if isinstance(created, str) else "",
+        created_s=timestamp_seconds(created),
         source=source,
         invalid=tuple(invalid),
         problems=tuple(problems),
@@ -289,3 +298,72 @@ def namespace_labels(obj: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     if not isinstance(labels, dict):
         return frozenset()
     return frozenset((str(k), str(v)) for k, v in labels.items() if isinstance(v, str))
+
+
+# RFC 3339, as metadata.creationTimestamp holds it: the API server writes whole seconds in UTC
+# with a Z; a manifest may hold fractions of a second or an offset.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 of a date of the proleptic Gregorian calendar."""
+    year -= month <= 2
+    era = year // 400
+    of_era = year - era * 400
+    of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    of_cycle = of_era * 365 + of_era // 4 - of_era // 100 + of_year
+    return era * 146097 + of_cycle - 719468
+
+
+def _civil_from_days(days: int) -> tuple[int, int, int]:
+    days += 719468
+    era = days // 146097
+    of_era = days - era * 146097
+    of_cycle = (of_era - of_era // 1460 + of_era // 36524 - of_era // 146096) // 365
+    of_year = of_era - (365 * of_cycle + of_cycle // 4 - of_cycle // 100)
+    shifted = (5 * of_year + 2) // 153
+    day = of_year - (153 * shifted + 2) // 5 + 1
+    month = shifted + (3 if shifted < 10 else -9)
+    return of_cycle + era * 400 + (month <= 2), month, day
+
+
+def timestamp_seconds(raw: object) -> int | None:
+    """An RFC 3339 time in seconds since the epoch, fractions of a second dropped; None for
+    anything else (a time that does not exist included)."""
+    if not isinstance(raw, str):
+        return None
+    found = _RFC3339.fullmatch(raw)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
+    if not 1 <= month <= 12 or not 1 <= day <= _DAYS_IN_MONTH[month - 1]:
+        return None
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if month == 2 and day == 29 and not leap:
+        return None
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    offset = 0
+    if found.group(7) is None:
+        offset_hours, offset_minutes = int(found.group(9)), int(found.group(10))
+        if offset_hours > 23 or offset_minutes > 59:
+            return None
+        offset = (offset_hours * 60 + offset_minutes) * 60
+        if found.group(8) == "-":
+            offset = -offset
+    days = _days_from_civil(year, month, day)
+    return days * 86400 + hour * 3600 + minute * 60 + second - offset
+
+
+def timestamp_text(seconds: int | None) -> str:
+    """Seconds since the epoch as the API server writes a timestamp; "" for None."""
+    if seconds is None:
+        return ""
+    days, of_day = divmod(seconds, 86400)
+    year, month, day = _civil_from_days(days)
+    hour, rest = divmod(of_day, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}Z"

@@ -112,20 +112,22 @@ def context_for(
 
 # --- age: the oldest owner of a host is the rightful one ----------------------------------
 
-Age = tuple[str, str, str]
+Age = tuple[int, str, str]
+# Where an entry without a creationTimestamp stands: after every entry that has one.
+UNKNOWN_AGE = 1 << 62
 
 
-def age_of(created: str, namespace: str, name: str) -> Age:
-    """Where an entry stands among the owners of its hosts, oldest first. creationTimestamp is
-    RFC 3339 in UTC with a Z, so text order is time order; an entry without one (from manifests)
-    sorts last. Ties (the timestamp counts whole seconds) go to the namespace, then the name:
-    Istio's SortServicesByCreationTime breaks them by hostname and then namespace, which for
-    the owners of one hostname is the namespace."""
-    return (created or "9999", namespace, name)
+def age_of(created_s: int | None, namespace: str, name: str) -> Age:
+    """Where an entry stands among the owners of its hosts, oldest first: by creationTimestamp
+    (in seconds; an entry without one, from manifests, sorts last). Ties (the timestamp counts
+    whole seconds) go to the namespace, then the name: Istio's SortServicesByCreationTime
+    breaks them by hostname and then namespace, which for the owners of one hostname is the
+    namespace."""
+    return (UNKNOWN_AGE if created_s is None else created_s, namespace, name)
 
 
 def claim_age(claim: Claim) -> Age:
-    return age_of(claim.created, claim.namespace, claim.name)
+    return age_of(claim.created_s, claim.namespace, claim.name)
 
 
 def younger_than(age: Age | None) -> Callable[[Claim], bool] | None:

@@ -212,7 +212,7 @@ def is_compact(claim: Claim, cluster_domain: str) -> bool:
     return (
         claim.kind == claims_mod.SERVICE
         and claim.hosts == (service_fqdn(claim, cluster_domain),)
-        and not claim.created
+        and claim.created_s is None
         and not claim.invalid
         and not claim.problems
         and hosts.DNS_LABEL.match(claim.name) is not None

@@ -143,11 +143,11 @@ def _age(req: admission.AdmissionRequest, snapshot: Snapshot) -> context.Age | N
     if req.operation != "UPDATE":
         return None
     created = _created(req.old_object)
-    if not created:
+    if created is None:
         known = snapshot.get(claims.SERVICE_ENTRY, req.namespace, req.name)
         if known is None:
             return None
-        created = known.created
+        created = known.created_s
     return context.age_of(created, req.namespace, req.name)
 
 
@@ -159,10 +159,10 @@ def _before(req: admission.AdmissionRequest, snapshot: Snapshot) -> claims.Claim
     return snapshot.get(claims.SERVICE_ENTRY, req.namespace, req.name)
 
 
-def _created(obj: Mapping[str, Any] | None) -> str:
+def _created(obj: Mapping[str, Any] | None) -> int | None:
     meta = obj.get("metadata") if obj is not None else None
     created = meta.get("creationTimestamp") if isinstance(meta, dict) else None
-    return created if isinstance(created, str) else ""
+    return claims.timestamp_seconds(created)
 
 
 def exemption_of(req: admission.AdmissionRequest, namespace_rules: Rules) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from webhook.core import hosts
-from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim, ips_of
+from webhook.core.claims import SERVICE, SERVICE_ENTRY, Claim, ips_of, timestamp_seconds
 from webhook.periodic import Periodic
 from webhook.sources.store import RegistryStore
 
@@ -131,7 +131,7 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
                 name=name,
                 hosts=tuple(entry["hosts"]),
                 export_to=entry["export_to"],
-                created=entry["created"],
+                created_s=timestamp_seconds(entry["created"]),
                 source=SOURCE,
                 cluster_ips=ips_of(entry["ips"]),
             )
