@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.factories import (
     build_snapshot,
@@ -17,7 +19,8 @@ from tests.factories import (
     make_snapshot,
 )
 from webhook.core import claims
-from webhook.core.registry import RegistryBuilder, Relation, Snapshot, held_ips
+from webhook.core.claims import Claim
+from webhook.core.registry import ObjectTable, RegistryBuilder, Relation, Snapshot, held_ips
 
 SNAPSHOT = make_snapshot(
     make_namespace("bookinfo", {"team": "books"}),
@@ -526,7 +529,7 @@ def _with_ip(service: dict[str, Any], ip: str) -> dict[str, Any]:
     return service
 
 
-def test_a_registry_built_from_another_holds_the_same_keys_and_profiles_not_copies() -> None:
+def test_a_registry_built_from_another_holds_the_same_claims_and_profiles_not_copies() -> None:
     # A relist builds the new objects in a builder of their own, then merges it into the
     # registry: what the merged tables hold must be the objects the fresh builder made, and a
     # Service's address must be one object in its profile and in the address table. The
@@ -545,10 +548,10 @@ def test_a_registry_built_from_another_holds_the_same_keys_and_profiles_not_copi
     )
     merged = base.merge_kind(claims.SERVICE_ENTRY, fresh, source="kubernetes")
     snapshot = merged.snapshot()
-    fresh_keys = {key: key for key in fresh.objects}
-    assert len(snapshot.objects) == 20
-    for key in snapshot.objects:
-        assert key is fresh_keys[key], key
+    fresh_claims = {claim.key: claim for claim in fresh.objects.claims()}
+    assert len(snapshot.objects) == 20 and set(snapshot.objects) == set(fresh_claims)
+    for claim in snapshot.objects.values():
+        assert claim is fresh_claims[claim.key], claim.key
     base_profiles = {(ns, name): p for ns, table in base.services.items() for name, p in table.items()}  # fmt: skip
     assert len(base_profiles) == 20
     assert sum(isinstance(held, int) for held in base_profiles.values()) == 15  # see Held
@@ -603,3 +606,49 @@ def test_a_relist_of_the_cluster_s_services_keeps_the_others() -> None:
     assert snapshot.service_with_ip("10.96.2.1") == claims.service_claim(
         from_files, cluster_domain="cluster.local", source="files"
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "pop", "copy"]),
+            st.sampled_from([claims.SERVICE_ENTRY, claims.SERVICE]),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["x", "y", "z", "w"]),
+        ),
+        max_size=60,
+    )
+)
+def test_the_object_table_reads_as_a_dict_of_its_keys_and_a_copy_never_sees_later_changes(
+    steps: list[tuple[str, str, str, str]],
+) -> None:
+    # The builder copies the table a snapshot shares before it changes it; the copy shares
+    # the namespaces' tables until one changes. Against a plain dict, after every step: the
+    # table and every copy taken before still read as the dict did then.
+    table, model = ObjectTable(), {}
+    copies: list[tuple[ObjectTable, dict[Any, Claim]]] = []
+    for n, (step, kind, namespace, name) in enumerate(steps):
+        key = (kind, namespace, name)
+        if step == "put":
+            claim = Claim(kind, namespace, name, (f"h{n}.example.com",))
+            table.put(claim)
+            model[key] = claim
+        elif step == "pop":
+            assert table.pop(key) is model.pop(key, None)
+        else:
+            copies.append((table, dict(model)))
+            table = table.copy()
+        for held, expected in [(table, model), *copies]:
+            assert len(held) == len(expected)
+            assert dict(held.items()) == expected
+            assert len(held.values()) == len(expected)
+            assert sorted(held.values(), key=lambda c: c.key) == sorted(
+                expected.values(), key=lambda c: c.key
+            )
+            assert held.counts() == {
+                k: c
+                for k in (claims.SERVICE_ENTRY, claims.SERVICE)
+                if (c := sum(1 for x in expected if x[0] == k))
+            }
+            assert (key in held) is (key in expected) and held.find(key) is expected.get(key)
