@@ -16,7 +16,7 @@ and swaps it in whole. Its indexes make a lookup cost the same for 100 entries a
   saves about 20 MB;
 - ``objects``: every other object (ServiceEntries, and Services as istiod may list them from
   another cluster, whose names do not follow from this cluster's domain) by (kind, namespace,
-  name);
+  name): an ``ObjectTable``, kind -> namespace -> name, so no key tuple is stored for each;
 - ``cluster_ips``: every Service's cluster IP -> its namespace (the Service's own table holds
   the address, so a hit is confirmed there), for the targets rules;
 - ``service_names``: every Service's name -> the namespace(s) holding one, so a single-label host
