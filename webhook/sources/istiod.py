@@ -12,7 +12,6 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +110,7 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
             {
                 "hosts": [],
                 "export_to": _export_to(attributes.get("ExportTo")),
-                "created": "",
+                "created": None,
                 "ips": [],
             },
         )
@@ -119,8 +118,8 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
             entry["hosts"].append(host)
         if kind == SERVICE:
             entry["ips"].extend(_cluster_ips(service))
-        created = _timestamp(service.get("creationTime"))
-        if created and (not entry["created"] or created < entry["created"]):
+        created = _created(service.get("creationTime"))
+        if created is not None and (entry["created"] is None or created < entry["created"]):
             entry["created"] = created
     claims: list[Claim] = []
     for (kind, namespace, name), entry in grouped.items():
@@ -131,7 +130,7 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
                 name=name,
                 hosts=tuple(entry["hosts"]),
                 export_to=entry["export_to"],
-                created_s=timestamp_seconds(entry["created"]),
+                created_s=entry["created"],
                 source=SOURCE,
                 cluster_ips=ips_of(entry["ips"]),
             )
@@ -139,21 +138,17 @@ def claims_from_registryz(services: Iterable[Any]) -> list[Claim]:
     return claims
 
 
-def _timestamp(raw: object) -> str:
-    """istiod's creationTime (Go's RFC 3339, with fractions of a second or an offset) in the
-    form the API server writes creationTimestamp (whole seconds, UTC, Z), so that ages compare
-    as text; "" when it is not a time."""
-    if not isinstance(raw, str) or not raw:
-        return ""
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    if moment.year < 2:
-        return ""  # Go's zero time: istiod does not know when
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+# Go's zero time (year 1) is istiod saying it does not know when.
+_KNOWN_FROM = timestamp_seconds("0002-01-01T00:00:00Z")
+
+
+def _created(raw: object) -> int | None:
+    """istiod's creationTime (Go's RFC 3339, with fractions of a second or an offset) in
+    seconds, as the registry holds a creationTimestamp; None when it is not a time."""
+    seconds = timestamp_seconds(raw)
+    if seconds is None or _KNOWN_FROM is None or seconds < _KNOWN_FROM:
+        return None
+    return seconds
 
 
 def _cluster_ips(service: dict[str, Any]) -> list[object]:
